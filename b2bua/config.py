@@ -1,0 +1,438 @@
+"""TOML configuration -> frozen dataclasses, with errors that name file, key and problem.
+
+Theory of operation: every section has a small declarative schema, a mapping of
+key -> `_Key(TOML types, default, check)`. `_section` applies it generically: unknown keys
+(with a difflib suggestion, so typos never pass silently), missing required keys, TOML
+type checks (a bool is never a string, an int never a float where it matters), then the
+key's check, which validates and converts (e.g. "host:port" -> (host, port)). Defaults are
+raw TOML values and pass through the same check, so a documented default is exactly what
+one could write. Rules spanning keys or sections (duplicate extensions, the inbound
+extension exists, a public key is needed whenever something records) follow in the
+section builders. Adding a key is one schema line plus its dataclass field.
+
+Relative paths resolve against the config file's directory. Nothing is recorded without
+informing the other party: the recording modes are keypress, announce and off only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from b2bua import config_values as cv
+from b2bua.config_values import ConfigError, IPNetwork, is_age_recipient, read_recipients
+
+__all__ = [
+    "KNOWN_KEYS",
+    "Config",
+    "ConfigError",
+    "ExtensionConfig",
+    "IPNetwork",
+    "PortalConfig",
+    "RecordingConfig",
+    "RecordingMode",
+    "RtpConfig",
+    "SipConfig",
+    "TrunkConfig",
+    "is_age_recipient",
+    "load_config",
+    "parse_config",
+    "read_recipients",
+]
+
+RecordingMode = Literal["keypress", "announce", "off"]
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    listen: tuple[str, int]
+    user_agent: str | None = None  # no product name on the wire unless configured
+    max_message_size: int = 65535
+    tcp_idle_s: float = 120.0
+    public_address: str | None = None  # announced in SDP/Contact when behind NAT
+    realm: str = "b2bua"
+    t1_ms: int = 500  # RFC 3261 timers T1, T2, T4
+    t2_ms: int = 4000
+    t4_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class RtpConfig:
+    port_min: int
+    port_max: int
+    bind: str
+    inactivity_timeout_s: float = 60.0
+    max_call_s: float = 4 * 3600.0
+    public_address: str | None = None
+
+    @property
+    def pair_count(self) -> int:
+        """How many RTP+RTCP port pairs (one per call leg) the range holds."""
+        return (self.port_max - self.port_min + 1) // 2
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    host: tuple[str, int]
+    inbound_from: tuple[IPNetwork, ...]
+    inbound_extension: str
+    number_map: tuple[tuple[str, str], ...] = ()  # (dialled number, extension)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # kept out of logs
+    register: bool = False
+    register_expires_s: int = 3600
+    realm: str | None = None
+
+    def inbound_target(self, dialled: str) -> str:
+        """The extension an inbound call to `dialled` rings (map first, then default)."""
+        for number, extension in self.number_map:
+            if number == dialled:
+                return extension
+        return self.inbound_extension
+
+
+@dataclass(frozen=True)
+class ExtensionConfig:
+    number: str
+    password: str = field(repr=False)  # kept out of logs
+    contact: str | None = None
+    employee_consent: bool = False  # without written consent the employee is never recorded
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    mode: RecordingMode = "keypress"
+    consent_digit: str = "1"
+    decline_digit: str = "2"
+    consent_timeout_s: float = 10.0
+    on_decline: Literal["connect", "hangup"] = "connect"
+    language: Literal["de", "en"] = "de"
+    announcement: Path | None = None
+    directory: Path = Path("recordings")
+    public_key: str | Path | None = None  # an age1... recipient, or a file of them
+    retention_days: int = 30
+    pause_code: str = "*1"
+    mute_inband_dtmf: bool = True
+
+    def recipients(self) -> tuple[str, ...]:
+        """Read the age recipients now (a file is re-read on every call, for reloads)."""
+        if self.public_key is None:
+            return ()
+        try:
+            return read_recipients(self.public_key)
+        except ValueError as exc:
+            raise ConfigError(self.public_key, "recording.public_key", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    identity: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_idle_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    sip: SipConfig
+    rtp: RtpConfig
+    trunk: TrunkConfig
+    extensions: tuple[ExtensionConfig, ...]
+    recording: RecordingConfig
+    portal: PortalConfig
+
+    def extension(self, number: str) -> ExtensionConfig | None:
+        for ext in self.extensions:
+            if ext.number == number:
+                return ext
+        return None
+
+
+# ---------------------------------------------------------------- schema machinery
+
+_REQUIRED: Any = object()  # sentinel default: the key must be present
+
+
+@dataclass(frozen=True)
+class _Key:
+    types: tuple[type, ...]
+    default: Any = None  # raw TOML value (passed through `check`), None, or _REQUIRED
+    check: cv.Check | None = None
+
+
+def _unknown(name: str, known: Mapping[str, object], what: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"unknown {what}" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+def _section(
+    ctx: cv.Context, table: Mapping[str, Any], schema: Mapping[str, _Key], prefix: str
+) -> dict[str, Any]:
+    for name in table:
+        if name not in schema:
+            raise ctx.error(prefix + cv.toml_key(name), _unknown(name, schema, "key"))
+    out: dict[str, Any] = {}
+    for name, key in schema.items():
+        dotted = prefix + name
+        if name in table:
+            value = table[name]
+            bad_bool = isinstance(value, bool) and bool not in key.types
+            if bad_bool or not isinstance(value, key.types):
+                want = "number" if float in key.types else cv.TOML_TYPE[key.types[0]]
+                hint = ""
+                if bool in key.types and value in ("true", "false"):
+                    hint = "; write true/false without quotes"
+                article = "an" if want[0] in "aeiou" else "a"
+                got = f"{cv.type_name(value)} {value!r}{hint}"
+                raise ctx.error(dotted, f"must be {article} {want} (got {got})")
+        elif key.default is _REQUIRED:
+            raise ctx.error(dotted, "required key is missing")
+        else:
+            value = key.default
+        if value is not None and key.check is not None:
+            try:
+                value = key.check(value, ctx)
+            except cv.InvalidValueError as exc:
+                raise ctx.error(dotted + exc.sub, str(exc)) from None
+        out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------- the schemas
+
+_FLOAT = (int, float)  # TOML "10" for a float key is fine; bools are rejected separately
+_STR = (str,)
+
+_SIP = {
+    "listen": _Key(_STR, _REQUIRED, cv.host_port(0)),
+    "user_agent": _Key(_STR, None, cv.single_line),
+    "max_message_size": _Key((int,), 65535, cv.int_between(1500, 65535)),
+    "tcp_idle_s": _Key(_FLOAT, 120, cv.seconds()),
+    "public_address": _Key(_STR, None, cv.host_name),
+    "realm": _Key(_STR, "b2bua", cv.single_line),
+    "t1_ms": _Key((int,), 500, cv.int_between(50, 10_000)),
+    "t2_ms": _Key((int,), 4000, cv.int_between(100, 60_000)),
+    "t4_ms": _Key((int,), 5000, cv.int_between(100, 60_000)),
+}
+_RTP = {
+    "ports": _Key(_STR, "20000-29999", cv.port_range),
+    "bind": _Key(_STR, None, cv.host_name),  # default: the host of sip.listen
+    "inactivity_timeout_s": _Key(_FLOAT, 60, cv.seconds()),
+    "max_call_s": _Key(_FLOAT, 4 * 3600, cv.seconds()),
+    "public_address": _Key(_STR, None, cv.host_name),  # default: sip.public_address
+}
+_TRUNK = {
+    "host": _Key(_STR, _REQUIRED, cv.host_port(1)),
+    "inbound_from": _Key((list,), None, cv.networks),  # default: the host's IP alone
+    "inbound_extension": _Key(_STR, _REQUIRED, cv.extension_number),
+    "inbound_map": _Key((dict,), {}, cv.number_map),
+    "username": _Key(_STR, None, cv.single_line),
+    "password": _Key(_STR, None, cv.single_line),
+    "register": _Key((bool,), False),
+    "register_expires_s": _Key((int,), 3600, cv.int_between(60, 86_400)),
+    "realm": _Key(_STR, None, cv.single_line),
+}
+_EXTENSION = {
+    "number": _Key(_STR, _REQUIRED, cv.extension_number),
+    "password": _Key(_STR, _REQUIRED, cv.single_line),
+    "contact": _Key(_STR, None, cv.sip_uri),
+    "employee_consent": _Key((bool,), False),
+    "name": _Key(_STR, None, cv.single_line),
+}
+_RECORDING = {
+    # No mode records without informing the other party first.
+    "mode": _Key(_STR, "keypress", cv.one_of("keypress", "announce", "off")),
+    "consent_digit": _Key(_STR, "1", cv.dtmf(1)),
+    "decline_digit": _Key(_STR, "2", cv.dtmf(1)),
+    "consent_timeout_s": _Key(_FLOAT, 10, cv.seconds(120)),
+    "on_decline": _Key(_STR, "connect", cv.one_of("connect", "hangup")),
+    "language": _Key(_STR, "de", cv.one_of("de", "en")),
+    "announcement": _Key(_STR, None, cv.file_path(must_exist=True)),
+    "directory": _Key(_STR, "recordings", cv.file_path(must_exist=False)),
+    "public_key": _Key(_STR, None, cv.public_key),  # required unless mode = "off"
+    "retention_days": _Key((int,), 30, cv.int_between(1, 1825)),
+    "pause_code": _Key(_STR, "*1", cv.dtmf(8)),
+    "mute_inband_dtmf": _Key((bool,), True),
+}
+_PORTAL = {
+    "listen": _Key(_STR, "127.0.0.1:8080", cv.host_port(0)),
+    # Not required to exist: the portal may run on another machine than the recorder.
+    "identity": _Key(_STR, None, cv.file_path(must_exist=False)),
+    "tls_cert": _Key(_STR, None, cv.file_path(must_exist=False)),
+    "tls_key": _Key(_STR, None, cv.file_path(must_exist=False)),
+    "session_idle_s": _Key(_FLOAT, 900, cv.seconds()),
+}
+_SCHEMAS: dict[str, Mapping[str, _Key]] = {
+    "sip": _SIP,
+    "rtp": _RTP,
+    "trunk": _TRUNK,
+    "extension": _EXTENSION,
+    "recording": _RECORDING,
+    "portal": _PORTAL,
+}
+KNOWN_KEYS: Mapping[str, tuple[str, ...]] = {name: tuple(s) for name, s in _SCHEMAS.items()}
+
+
+# ---------------------------------------------------------------- section builders
+
+
+def _table(ctx: cv.Context, data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ctx.error(name, f"must be a table [{name}] (got {cv.type_name(value)} {value!r})")
+    return value
+
+
+def _sip(ctx: cv.Context, table: Mapping[str, Any]) -> SipConfig:
+    v = _section(ctx, table, _SIP, "sip.")
+    if v["t1_ms"] > v["t2_ms"]:
+        raise ctx.error("sip.t2_ms", f"must not be below sip.t1_ms ({v['t1_ms']})")
+    return SipConfig(**v)
+
+
+def _rtp(ctx: cv.Context, table: Mapping[str, Any], sip: SipConfig) -> RtpConfig:
+    v = _section(ctx, table, _RTP, "rtp.")
+    port_min, port_max = v.pop("ports")
+    v["bind"] = v["bind"] or sip.listen[0]
+    v["public_address"] = v["public_address"] or sip.public_address
+    return RtpConfig(port_min=port_min, port_max=port_max, **v)
+
+
+def _trunk(ctx: cv.Context, table: Mapping[str, Any]) -> TrunkConfig:
+    v = _section(ctx, table, _TRUNK, "trunk.")
+    v["number_map"] = v.pop("inbound_map")
+    if v["inbound_from"] is None:
+        host = v["host"][0]
+        try:
+            v["inbound_from"] = (ipaddress.ip_network(host),)  # a lone address: /32 or /128
+        except ValueError:
+            raise ctx.error(
+                "trunk.inbound_from",
+                f"required when trunk.host is a host name ({host!r}): "
+                "list the networks the trunk sends from",
+            ) from None
+    if v["register"]:
+        for key in ("username", "password"):
+            if v[key] is None:
+                raise ctx.error(f"trunk.{key}", "required when trunk.register is true")
+    return TrunkConfig(**v)
+
+
+def _extensions(ctx: cv.Context, data: Mapping[str, Any]) -> tuple[ExtensionConfig, ...]:
+    raw = data.get("extension", [])
+    if not isinstance(raw, list):
+        raise ctx.error(
+            "extension", "must be an array of tables: write [[extension]], not [extension]"
+        )
+    if not raw:
+        raise ctx.error("extension", "at least one [[extension]] table is required")
+    seen: dict[str, int] = {}
+    out: list[ExtensionConfig] = []
+    for i, item in enumerate(raw):
+        prefix = f"extension[{i}]"
+        if not isinstance(item, dict):
+            raise ctx.error(prefix, f"must be a table (got {cv.type_name(item)} {item!r})")
+        ext = ExtensionConfig(**_section(ctx, item, _EXTENSION, prefix + "."))
+        if ext.number in seen:
+            raise ctx.error(
+                f"{prefix}.number",
+                f"duplicate extension number {ext.number!r} (also extension[{seen[ext.number]}])",
+            )
+        seen[ext.number] = i
+        out.append(ext)
+    return tuple(out)
+
+
+def _recording(ctx: cv.Context, table: Mapping[str, Any]) -> RecordingConfig:
+    v = _section(ctx, table, _RECORDING, "recording.")
+    if v["consent_digit"] == v["decline_digit"]:
+        raise ctx.error(
+            "recording.decline_digit",
+            f"must differ from recording.consent_digit ({v['consent_digit']!r})",
+        )
+    if v["public_key"] is None and v["mode"] != "off":
+        default = "" if "mode" in table else " (the default)"
+        raise ctx.error(
+            "recording.public_key",
+            f'required when recording.mode is {v["mode"]!r}{default}; or set mode = "off"',
+        )
+    return RecordingConfig(**v)
+
+
+def _portal(ctx: cv.Context, table: Mapping[str, Any], sip: SipConfig) -> PortalConfig:
+    v = _section(ctx, table, _PORTAL, "portal.")
+    if (v["tls_cert"] is None) != (v["tls_key"] is None):
+        missing = "tls_key" if v["tls_key"] is None else "tls_cert"
+        raise ctx.error(f"portal.{missing}", "tls_cert and tls_key must be given together")
+    if v["listen"] == sip.listen and v["listen"][1] != 0:
+        raise ctx.error("portal.listen", "must differ from sip.listen (both use TCP)")
+    return PortalConfig(**v)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate an already parsed TOML document; `path` names the file and anchors paths."""
+    ctx = cv.Context(path=path, base=path.expanduser().absolute().parent)
+    for name in data:
+        if name not in _SCHEMAS:
+            raise ctx.error(cv.toml_key(name), _unknown(name, _SCHEMAS, "section"))
+    sip = _sip(ctx, _table(ctx, data, "sip"))
+    rtp = _rtp(ctx, _table(ctx, data, "rtp"), sip)
+    trunk = _trunk(ctx, _table(ctx, data, "trunk"))
+    extensions = _extensions(ctx, data)
+    numbers = {e.number for e in extensions}
+    configured = ", ".join(sorted(numbers))
+    if trunk.inbound_extension not in numbers:
+        raise ctx.error(
+            "trunk.inbound_extension",
+            f"{trunk.inbound_extension!r} is not a configured extension (configured: {configured})",
+        )
+    for dialled, target in trunk.number_map:
+        if target not in numbers:
+            raise ctx.error(
+                f"trunk.inbound_map.{cv.toml_key(dialled)}",
+                f"{target!r} is not a configured extension (configured: {configured})",
+            )
+    recording = _recording(ctx, _table(ctx, data, "recording"))
+    portal = _portal(ctx, _table(ctx, data, "portal"), sip)
+    return Config(
+        path=ctx.base / path.name,
+        sip=sip,
+        rtp=rtp,
+        trunk=trunk,
+        extensions=extensions,
+        recording=recording,
+        portal=portal,
+    )
+
+
+_TOML_POS = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML config file; every problem is a ConfigError."""
+    try:
+        raw = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        m = _TOML_POS.match(str(exc))
+        where = f" at line {m.group(2)}, column {m.group(3)}" if m else ""
+        detail = m.group(1) if m else str(exc)
+        raise ConfigError(path, "", f"invalid TOML{where}: {detail}") from None
+    return parse_config(data, Path(path))

@@ -17,62 +17,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from b2bua.errors import SipError
-from b2bua.message import Message, StreamParser, parse_message
+from b2bua.message import Message, StreamParser, error_response, parse_message
 
 log = logging.getLogger("b2bua.transport")
 
 Address = tuple[str, int]
 MessageHandler = Callable[[Message, Address, str], None]
-
-# Headers a 400 answer needs (RFC 3261 8.2.6); compact forms included.
-_ECHO_NAMES = {
-    b"via": b"Via",
-    b"v": b"Via",
-    b"from": b"From",
-    b"f": b"From",
-    b"to": b"To",
-    b"t": b"To",
-    b"call-id": b"Call-ID",
-    b"i": b"Call-ID",
-    b"cseq": b"CSeq",
-}
-
-
-def error_response_for_garbage(data: bytes, error: SipError) -> bytes | None:
-    """Builds a best-effort error response to unparseable request bytes, or None.
-
-    Only requests get answers (a response is never answered) and only when every header
-    RFC 3261 8.2.6 copies is present, each exactly once except Via; otherwise the
-    message is dropped. Values are copied byte for byte: the peer needs them to match
-    the answer to its transaction. Line breaks inside values can not reach the output
-    because the input is split on them.
-    """
-    head = data.split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n")
-    if not lines or lines[0].startswith(b"SIP/") or b" SIP/" not in lines[0]:
-        return None
-    found: dict[bytes, list[bytes]] = {}
-    for line in lines[1:]:
-        if b":" not in line or line[:1] in (b" ", b"\t"):
-            continue
-        name, _, value = line.partition(b":")
-        canonical = _ECHO_NAMES.get(name.strip().lower())
-        if canonical is not None:
-            found.setdefault(canonical, []).append(value.strip())
-    needed = (b"Via", b"From", b"To", b"Call-ID", b"CSeq")
-    if any(n not in found for n in needed):
-        return None
-    if any(len(found[n]) != 1 for n in needed if n != b"Via"):
-        return None
-    reason = error.reason.encode("ascii", "replace")
-    out = [b"SIP/2.0 %d %s" % (error.status, reason)]
-    for name in needed:
-        out.extend(name + b": " + value for value in found[name])
-    out.append(b"Content-Length: 0")
-    return b"\r\n".join(out) + b"\r\n\r\n"
 
 
 @dataclass
@@ -83,15 +37,15 @@ class TransportStats:
     answered_400: int = 0
     tcp_connections: int = 0
     send_errors: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: SipTransport) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self.owner._on_datagram(data, (str(addr[0]), int(addr[1])))  # type: ignore[call-overload]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
+        # IPv6 sockets give 4-tuples; only host and port matter here.
+        self.owner._on_datagram(data, (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction layer times out on its own.
@@ -122,9 +76,9 @@ class _TcpConnection(asyncio.Protocol):
             self.owner.stats.malformed += 1
             log.info("tcp framing error from %s:%d: %s", *self.peer, exc)
             if self.transport is not None:
-                reply = error_response_for_garbage(data, exc)
+                reply = error_response(data, exc)
                 if reply is not None:
-                    self.transport.write(reply)
+                    self.transport.write(reply.to_bytes())
                     self.owner.stats.answered_400 += 1
                 self.transport.close()
             return
@@ -194,9 +148,9 @@ class SipTransport:
             message = parse_message(data)
         except SipError as exc:
             self.stats.malformed += 1
-            reply = error_response_for_garbage(data, exc)
+            reply = error_response(data, exc)
             if reply is not None and self._udp is not None:
-                self._udp.sendto(reply, source)
+                self._udp.sendto(reply.to_bytes(), source)
                 self.stats.answered_400 += 1
             log.info("malformed SIP from %s:%d: %s", *source, exc)
             return

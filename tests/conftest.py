@@ -1,0 +1,51 @@
+"""Shared fixtures: running a sans-I/O core on loopback and running SIPp against it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+SIPP_DIR = Path(__file__).parent / "sipp"
+T = TypeVar("T")
+
+
+def sipp_binary() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        # CI installs Debian's sip-tester; a missing peer is a failure, never a skip.
+        pytest.fail("sipp not found: install the Debian package sip-tester")
+    return path
+
+
+async def run_sipp(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Runs sipp in the background of the running loop, bounded in time."""
+    proc = await asyncio.create_subprocess_exec(
+        sipp_binary(),
+        *args,
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+def run_async(factory: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(factory(), timeout)
+
+    return asyncio.run(bounded())

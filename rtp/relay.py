@@ -1,0 +1,641 @@
+"""The media-plane adapter: UDP sockets for RTP/RTCP legs, bridging, a tap for recording.
+
+Each ``RelayLeg`` owns an even RTP port and the RTCP port above it, taken from a
+``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into one
+preallocated buffer per leg from ``loop.add_reader`` callbacks (uvloop or asyncio):
+this is the lean read path DESIGN.md asks for, without asyncio's datagram transport
+and its per-packet 256 KiB read. A forwarded packet is rewritten in that same buffer
+(SSRC/seq/ts/PT, and G.711 law when the legs differ) and sent straight out of the
+partner leg's socket; nothing is queued. A send that would block is a lost UDP packet,
+counted, never buffered.
+
+The tap (for the recorder and consent detection) gets a small immutable record per
+accepted packet after it was sent; ``BoundedTap`` just appends it to a per-leg list
+that the recorder drains once per 20 ms tick.
+
+All protocol state lives in ``rtp.session`` (sans-I/O); this module only moves bytes
+and reads the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from rtp.packet import (
+    RTP_HEADER,
+    ReceiverReport,
+    RtpError,
+    SenderReport,
+    parse_rtcp,
+    peek_rtp,
+    rewrite_rtp_header,
+    serialize_rtcp,
+)
+from rtp.session import (
+    Address,
+    Inactivity,
+    Latch,
+    OutboundStream,
+    ReceiveStats,
+    build_rtcp_bye,
+    build_rtcp_report,
+)
+
+__all__ = [
+    "BoundedTap",
+    "Bridge",
+    "LegCounters",
+    "MediaFormat",
+    "MediaRelay",
+    "PortAllocator",
+    "PortsExhaustedError",
+    "RelayLeg",
+    "Tap",
+    "TapPacket",
+    "new_event_loop",
+]
+
+_BUFFER_SIZE = 2048  # RTP over a 1500-byte MTU fits; a full buffer means truncation
+_READ_BATCH = 64  # datagrams per readable callback, so one busy leg cannot starve others
+_BIND_ATTEMPTS = 16
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (the media plane's measured choice), else stdlib asyncio."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional at import time
+    except ImportError:  # pragma: no cover - uvloop is a Linux dependency
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+# ------------------------------------------------------------------------- ports
+
+
+class PortsExhaustedError(RuntimeError):
+    """No free RTP/RTCP port pair left in the configured range."""
+
+
+class PortAllocator:
+    """Even RTP ports (RTCP = RTP + 1) from ``lo``..``hi`` inclusive; freed ones return."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        first = lo + (lo & 1)
+        if not 0 < first < hi <= 65535:
+            raise ValueError(f"RTP port range {lo}-{hi} holds no even/odd pair")
+        self.lo, self.hi = lo, hi
+        # FIFO reuse: a freed port goes to the back, so late packets of an ended call
+        # are unlikely to reach the next call on the same port.
+        self._free = collections.deque(range(first, hi, 2))
+        self._used: set[int] = set()
+
+    @classmethod
+    def from_spec(cls, spec: str) -> PortAllocator:
+        """``"20000-29999"`` as in the config file."""
+        lo, sep, hi = spec.partition("-")
+        if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+            raise ValueError(f"RTP port range {spec!r} is not LO-HI")
+        return cls(int(lo), int(hi))
+
+    @property
+    def capacity(self) -> int:
+        return len(self._free) + len(self._used)
+
+    @property
+    def available(self) -> int:
+        return len(self._free)
+
+    def allocate(self) -> int:
+        if not self._free:
+            raise PortsExhaustedError(f"all RTP ports in {self.lo}-{self.hi} are in use")
+        port = self._free.popleft()
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        if port not in self._used:
+            raise ValueError(f"port {port} was not allocated")
+        self._used.remove(port)
+        self._free.append(port)
+
+
+# ------------------------------------------------------------------ formats, tap
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    """What one leg negotiated: its audio payload type and encoding, and RFC 4733."""
+
+    payload_type: int = 0
+    encoding: str = "PCMU"  # PCMU | PCMA (others pass through only between equal legs)
+    telephone_event: int | None = 101
+    clock_rate: int = 8000
+
+
+class TapPacket(NamedTuple):
+    """One accepted media packet as it arrived on ``leg`` (wire values, leg's own law).
+
+    A NamedTuple rather than a frozen dataclass: one is built per packet on the
+    forwarding path and a tuple is the cheapest immutable record.
+    """
+
+    leg: str
+    arrival: float  # loop.time() when read
+    seq: int
+    ts: int
+    ssrc: int
+    payload_type: int
+    marker: bool
+    payload: bytes
+
+
+class Tap(Protocol):
+    def put(self, packet: TapPacket) -> None: ...
+
+
+class BoundedTap:
+    """Per-leg lists the recorder drains per tick; full lists drop and count, never block."""
+
+    def __init__(self, max_per_leg: int = 500) -> None:
+        self.max_per_leg = max_per_leg
+        self.overflow = 0
+        self._lists: dict[str, list[TapPacket]] = {}
+
+    def put(self, packet: TapPacket) -> None:
+        items = self._lists.get(packet.leg)
+        if items is None:
+            items = self._lists[packet.leg] = []
+        if len(items) >= self.max_per_leg:
+            self.overflow += 1
+            return
+        items.append(packet)
+
+    def drain(self, leg: str) -> list[TapPacket]:
+        items = self._lists.get(leg)
+        if not items:
+            return []
+        self._lists[leg] = []
+        return items
+
+    def drain_all(self) -> dict[str, list[TapPacket]]:
+        lists, self._lists = self._lists, {}
+        return lists
+
+
+@dataclass(slots=True)
+class LegCounters:
+    received: int = 0  # RTP datagrams read
+    forwarded: int = 0  # sent out of the partner leg
+    dropped_unlatched: int = 0  # from a source other than the latched one (RTP bleed)
+    dropped_malformed: int = 0
+    dropped_no_peer: int = 0  # partner has no address to send to yet
+    dropped_unsupported: int = 0  # e.g. telephone-event the partner did not negotiate
+    send_errors: int = 0  # socket full or unreachable: the packet is lost, not queued
+    injected: int = 0
+    rtcp_received: int = 0
+    rtcp_malformed: int = 0
+    rtcp_dropped_unlatched: int = 0
+    rtcp_sent: int = 0
+
+
+_Convert = Callable[[bytes], bytes]
+_CONVERTERS: dict[tuple[str, str], _Convert] = {
+    ("PCMU", "PCMA"): ulaw_to_alaw,
+    ("PCMA", "PCMU"): alaw_to_ulaw,
+}
+
+
+# -------------------------------------------------------------------------- legs
+
+
+class RelayLeg:
+    """One side of a call: an RTP/RTCP socket pair toward one peer."""
+
+    def __init__(
+        self,
+        relay: MediaRelay,
+        *,
+        leg_id: str,
+        address: Address,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket,
+        fmt: MediaFormat,
+        remote: Address | None,
+        on_inactive: Callable[[RelayLeg], None] | None,
+    ) -> None:
+        loop = relay.loop
+        now = loop.time()
+        self.leg_id = leg_id
+        self.address = address  # our (ip, RTP port), for the SDP we send
+        self.fmt = fmt
+        self.tap: Tap | None = None
+        self.partner: RelayLeg | None = None
+        self.counters = LegCounters()
+        self.latch = Latch(remote)
+        self.rtcp_latch = Latch(_rtcp_of(remote))
+        self.stats = ReceiveStats(fmt.clock_rate)
+        self.outbound = OutboundStream(
+            random.getrandbits(32), random.getrandbits(16), random.getrandbits(32), fmt.clock_rate
+        )
+        self.inactivity = Inactivity(relay.inactivity_timeout, now)
+        self.on_inactive = on_inactive
+        self.closed = False
+        self._relay = relay
+        self._loop = loop
+        self._rtp_sock = rtp_sock
+        self._rtcp_sock = rtcp_sock
+        self._buf = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._out = bytearray(_BUFFER_SIZE)  # for injected packets
+        self._rtcp_buf = bytearray(_BUFFER_SIZE)
+        self._convert: _Convert | None = None
+        self._sent_at_reports = (0, 0)  # packet counts at the two previous reports
+        self._next_report = now + relay.rtcp_interval * random.uniform(0.5, 1.5)
+        self._timer: asyncio.TimerHandle | None = None
+        loop.add_reader(rtp_sock.fileno(), self._on_rtp_readable)
+        loop.add_reader(rtcp_sock.fileno(), self._on_rtcp_readable)
+        self._arm_timer()
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    # ---- control plane
+
+    def set_remote(self, remote: Address | None, fmt: MediaFormat | None = None) -> None:
+        """A new SDP from this leg's peer: re-latch and maybe change the format."""
+        self.latch.relatch(remote)
+        self.rtcp_latch.relatch(_rtcp_of(remote))
+        if fmt is not None and fmt != self.fmt:
+            self.fmt = fmt
+            if self.partner is not None:
+                self._link(self.partner)
+                self.partner._link(self)
+
+    def hold(self) -> None:
+        """Hold or ``a=inactive``: no media expected, the inactivity timer pauses."""
+        self.inactivity.pause()
+
+    def resume(self) -> None:
+        self.inactivity.resume(self._loop.time())
+        self._arm_timer()
+
+    def _link(self, partner: RelayLeg | None) -> None:
+        self.partner = partner
+        self._convert = None
+        if partner is None:
+            return
+        mine, theirs = self.fmt.encoding.upper(), partner.fmt.encoding.upper()
+        if mine != theirs:
+            convert = _CONVERTERS.get((mine, theirs))
+            if convert is None:
+                raise ValueError(f"cannot transcode {mine} to {theirs}")
+            self._convert = convert
+
+    def inject(
+        self,
+        payload: bytes,
+        *,
+        ssrc: int,
+        seq: int,
+        ts: int,
+        marker: bool = False,
+        payload_type: int | None = None,
+    ) -> bool:
+        """Send a packet of a local source (announcement) to this leg's peer.
+
+        It goes through the leg's ``OutboundStream``, so the peer sees one continuous
+        stream across announcement and bridged audio. The payload must already be in
+        this leg's encoding. False if the leg has no peer address yet or the send failed.
+        """
+        peer = self.latch.peer
+        if peer is None or self.closed:
+            return False
+        size = len(payload)
+        if 12 + size > _BUFFER_SIZE:
+            raise ValueError("payload too large for one RTP packet")
+        out_seq, out_ts, out_marker = self.outbound.rewrite(
+            ssrc, seq, ts, marker, self._loop.time(), size
+        )
+        pt = self.fmt.payload_type if payload_type is None else payload_type
+        buf = self._out
+        RTP_HEADER.pack_into(
+            buf, 0, 0x80, (0x80 if out_marker else 0) | pt, out_seq, out_ts, self.outbound.ssrc
+        )
+        buf[12 : 12 + size] = payload
+        try:
+            self._rtp_sock.sendto(memoryview(buf)[: 12 + size], peer)
+        except OSError:
+            self.counters.send_errors += 1
+            return False
+        self.counters.injected += 1
+        return True
+
+    def close(self) -> None:
+        """Say BYE over RTCP, stop reading and give the ports back."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.partner is not None:
+            self.partner._link(None)
+            self.partner.outbound.new_source()
+            self._link(None)
+        self._send_rtcp(serialize_rtcp(build_rtcp_bye(self.outbound, self._relay.cname)))
+        if self._timer is not None:
+            self._timer.cancel()
+        for sock in (self._rtp_sock, self._rtcp_sock):
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._relay._leg_closed(self)
+
+    # ---- forwarding path
+
+    def _on_rtp_readable(self) -> None:
+        recv = self._rtp_sock.recvfrom_into
+        buf = self._buf
+        now = self._loop.time()
+        for _ in range(_READ_BATCH):
+            try:
+                size, source = recv(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable from an earlier send
+                self.counters.send_errors += 1
+                continue
+            self._handle_rtp(size, source, now)
+
+    def _handle_rtp(self, size: int, source: Address, now: float) -> None:
+        counters = self.counters
+        counters.received += 1
+        buf = self._buf
+        try:
+            if size >= _BUFFER_SIZE:
+                raise RtpError("datagram truncated by the read buffer")
+            second, seq, ts, ssrc, start, end = peek_rtp(buf, size)
+            if 72 <= second & 0x7F <= 76:  # RTCP on the RTP port (RFC 5761 4): no mux here
+                raise RtpError("RTCP packet on the RTP port")
+        except RtpError:
+            counters.dropped_malformed += 1
+            return
+        if not self.latch.accept(source):
+            counters.dropped_unlatched += 1
+            return
+        self.inactivity.on_packet(now)
+        self.stats.update(ssrc, seq, ts, now)
+        pt = second & 0x7F
+        marker = bool(second & 0x80)
+        view = self._view
+        payload: bytes | None = None  # the original payload, once copied
+        partner = self.partner
+        if partner is not None:
+            # Forwarding is inline (no helper call) because it runs for every packet.
+            peer = partner.latch.peer
+            fmt = self.fmt
+            out_pt = pt  # static types such as CN (13) keep their number
+            if peer is None:
+                counters.dropped_no_peer += 1
+            elif pt == fmt.payload_type:
+                out_pt = partner.fmt.payload_type
+                convert = self._convert
+                if convert is not None:
+                    payload = bytes(view[start:end])
+                    buf[start:end] = convert(payload)
+            elif pt == fmt.telephone_event and fmt.telephone_event is not None:
+                te = partner.fmt.telephone_event
+                if te is None:
+                    counters.dropped_unsupported += 1
+                    peer = None
+                else:
+                    out_pt = te
+            if peer is not None:
+                out = partner.outbound
+                out_seq, out_ts, out_marker = out.rewrite(ssrc, seq, ts, marker, now, end - start)
+                rewrite_rtp_header(buf, out_marker, out_pt, out_seq, out_ts, out.ssrc)
+                try:
+                    partner._rtp_sock.sendto(view[:size], peer)
+                except OSError:
+                    counters.send_errors += 1
+                else:
+                    counters.forwarded += 1
+        tap = self.tap
+        if tap is not None:
+            if payload is None:
+                payload = bytes(view[start:end])
+            tap.put(TapPacket(self.leg_id, now, seq, ts, ssrc, pt, marker, payload))
+
+    # ---- RTCP, terminated here
+
+    def _on_rtcp_readable(self) -> None:
+        sock = self._rtcp_sock
+        buf = self._rtcp_buf
+        for _ in range(_READ_BATCH):
+            try:
+                size, source = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            self._handle_rtcp(bytes(buf[:size]), source, self._loop.time())
+
+    def _handle_rtcp(self, data: bytes, source: Address, now: float) -> None:
+        counters = self.counters
+        try:
+            packets = parse_rtcp(data)
+            if not packets or not isinstance(packets[0], SenderReport | ReceiverReport):
+                raise RtpError("compound RTCP must start with SR or RR")
+        except RtpError:
+            counters.rtcp_malformed += 1
+            return
+        if not self.rtcp_latch.accept(source):
+            counters.rtcp_dropped_unlatched += 1
+            return
+        counters.rtcp_received += 1
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self.stats.on_sender_report(packet.ntp_timestamp, now)
+
+    def _rtcp_peer(self) -> Address | None:
+        peer = self.rtcp_latch.peer
+        if peer is None and self.latch.peer is not None:
+            host, port = self.latch.peer
+            peer = (host, port + 1)
+        return peer
+
+    def _send_rtcp(self, data: bytes) -> None:
+        peer = self._rtcp_peer()
+        if peer is None:
+            return
+        try:
+            self._rtcp_sock.sendto(data, peer)
+        except OSError:
+            self.counters.send_errors += 1
+        else:
+            self.counters.rtcp_sent += 1
+
+    def send_report(self) -> None:
+        """Send our SR (if we sent media since the last report) or RR now."""
+        # RFC 3550 6.4: an SR if we sent media since the second previous report.
+        count = self.outbound.packet_count
+        sender = count != self._sent_at_reports[0]
+        self._sent_at_reports = (self._sent_at_reports[1], count)
+        packets = build_rtcp_report(
+            self.outbound,
+            self.stats,
+            sender=sender,
+            now=self._loop.time(),
+            unix_time=time.time(),
+            cname=self._relay.cname,
+        )
+        self._send_rtcp(serialize_rtcp(packets))
+
+    # ---- timers: one handle per leg for RTCP reports and inactivity
+
+    def _arm_timer(self) -> None:
+        if self.closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        when = self._next_report
+        deadline = self.inactivity.deadline()
+        if deadline is not None and deadline < when:
+            when = deadline
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        if now >= self._next_report:
+            # RFC 3550 6.2: randomise the interval to avoid synchronised reports.
+            self._next_report = now + self._relay.rtcp_interval * random.uniform(0.5, 1.5)
+            self.send_report()
+        if self.inactivity.expired(now):
+            self.inactivity.pause()  # report once; resume() re-arms
+            if self.on_inactive is not None:
+                self.on_inactive(self)
+        if not self.closed:
+            self._arm_timer()
+
+
+def _rtcp_of(remote: Address | None) -> Address | None:
+    return None if remote is None else (remote[0], remote[1] + 1)
+
+
+# ------------------------------------------------------------------ relay, bridge
+
+
+class Bridge:
+    """Connects two legs: media in on one goes out of the other, both ways."""
+
+    def __init__(self, a: RelayLeg, b: RelayLeg) -> None:
+        if a is b or a.closed or b.closed:
+            raise ValueError("a bridge needs two distinct open legs")
+        if a.partner is not None or b.partner is not None:
+            raise ValueError("a leg is already bridged")
+        a._link(b)
+        try:
+            b._link(a)
+        except ValueError:
+            a._link(None)
+            raise
+        self.a, self.b = a, b
+
+    def unbridge(self) -> None:
+        """Stop forwarding; each leg's next outbound source is rebased."""
+        for leg in (self.a, self.b):
+            if leg.partner is not None:
+                leg._link(None)
+                leg.outbound.new_source()
+
+
+class MediaRelay:
+    """Opens legs on one local address with ports from the allocator."""
+
+    def __init__(
+        self,
+        ip: str,
+        ports: PortAllocator,
+        *,
+        rtcp_interval: float = 5.0,
+        inactivity_timeout: float = 60.0,
+        cname: bytes = b"b2bua",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.ip = ip
+        self.ports = ports
+        self.rtcp_interval = rtcp_interval
+        self.inactivity_timeout = inactivity_timeout
+        self.cname = cname
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
+        self.legs: dict[str, RelayLeg] = {}
+
+    def open_leg(
+        self,
+        leg_id: str,
+        fmt: MediaFormat | None = None,
+        remote: Address | None = None,
+        *,
+        on_inactive: Callable[[RelayLeg], None] | None = None,
+    ) -> RelayLeg:
+        """Bind a new RTP/RTCP pair; ports taken by other programs are skipped."""
+        if leg_id in self.legs:
+            raise ValueError(f"leg {leg_id!r} already open")
+        for _ in range(_BIND_ATTEMPTS):
+            port = self.ports.allocate()
+            try:
+                rtp_sock = _bind(self.ip, port)
+            except OSError:
+                self.ports.release(port)
+                continue
+            try:
+                rtcp_sock = _bind(self.ip, port + 1)
+            except OSError:
+                rtp_sock.close()
+                self.ports.release(port)
+                continue
+            leg = RelayLeg(
+                self,
+                leg_id=leg_id,
+                address=(self.ip, port),
+                rtp_sock=rtp_sock,
+                rtcp_sock=rtcp_sock,
+                fmt=fmt if fmt is not None else MediaFormat(),
+                remote=remote,
+                on_inactive=on_inactive,
+            )
+            self.legs[leg_id] = leg
+            return leg
+        raise PortsExhaustedError(f"no bindable RTP port pair after {_BIND_ATTEMPTS} attempts")
+
+    def bridge(self, a: RelayLeg, b: RelayLeg) -> Bridge:
+        return Bridge(a, b)
+
+    def _leg_closed(self, leg: RelayLeg) -> None:
+        if self.legs.get(leg.leg_id) is leg:
+            del self.legs[leg.leg_id]
+            self.ports.release(leg.port)
+
+    def close(self) -> None:
+        for leg in list(self.legs.values()):
+            leg.close()
+
+
+def _bind(ip: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((ip, port))
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise
+    return sock

@@ -1,0 +1,637 @@
+"""Two legs of RTP payloads in, one aligned 16-bit stereo timeline out (sans-I/O).
+
+Theory of operation
+-------------------
+The output is one timeline of sample indices counted from the mixer's start on the
+caller's monotonic arrival clock (``index = (arrival - start) * sample_rate``). Left is
+the external party (``LEFT``), right the office party (``RIGHT``).
+
+Placement. Each leg maps RTP timestamps to output indices through an *epoch*: a
+reference ``(rtp_ts, index)`` plus the extended sequence number at which the epoch
+begins. The first packet of a stream is placed at its arrival index; later packets at
+``ref_index + signed32(ts - ref_ts)``, so reordering, loss and the 2**32 timestamp wrap
+need no special cases. The reference moves forward with every in-order packet, so the
+signed 32-bit difference never overflows however long the call is.
+
+New epochs (re-anchoring) start when
+  * the SSRC changes (for 2 s, stragglers of the replaced SSRC are dropped as late;
+    after that the old SSRC may come back as a new stream);
+  * an in-order packet's predicted index is more than ``reanchor_threshold_s`` away
+    from its arrival (timestamp jump, hold without timestamp progress): the packet is
+    placed at its arrival;
+  * drift: over each window of ``drift_window`` in-order packets the *minimum* of
+    ``arrival - predicted`` is taken (network jitter only ever adds delay, so the
+    minimum tracks the clock offset, not the jitter). If it exceeds
+    ``drift_threshold_s`` the mapping is shifted by it.
+A new epoch never overlaps output of the old one: it has a *floor* (the old epoch's end)
+below which its samples are trimmed, and the old epoch's late packets are cut at that
+floor. Shifting later leaves a gap (concealed or silent, like a loss).
+
+Packets whose first sample's slot was already pulled are ``late`` and dropped; packets
+that would land beyond the ring (``buffer_s`` ahead of the output cursor) are dropped
+as ``overflow``. Sequence numbers are extended as in RFC 3550 A.1 and a small table of
+recently seen extended numbers rejects duplicates. RFC 4733 telephone-event packets
+consume sequence numbers (so they are not counted as losses) but are never decoded.
+
+Work split. ``push`` is O(1): bookkeeping and a tuple appended to a bounded pending
+list; it never decodes. ``pull`` (every ~20 ms tick) decodes the pending payloads,
+writes each into a fixed ring buffer per leg by numpy slice assignment, then emits all
+samples up to ``now - jitter_s`` for both legs. Memory per call is the two rings, a
+bounded pending list and a bounded dedup table; nothing grows with call length.
+
+Gaps. Missing samples after a leg's first audio are a gap; a gap is counted (``gaps``,
+``gap_seconds``) when audio resumes. A gap no longer than ``max_gap_conceal_s`` whose
+end is already known when it is emitted (the jitter delay usually guarantees that) is
+concealed by repeating the last 20 ms with a linear fade to zero, which avoids the
+harsh clicks of hard silence in a single lost packet; longer gaps are exact silence.
+Trailing silence (a leg that stopped, or never sent) is not a gap.
+
+Muting. ``mute(leg, start, end)`` and ``pause(now)`` / ``resume(now)`` zero spans of
+the output (arrival-clock times); they work for any span not yet pulled, which is what
+DTMF masking and recording pauses need: the media path itself is never held back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from media.g711 import decode_alaw, decode_ulaw
+
+LEFT, RIGHT = 0, 1
+
+Int16Array = npt.NDArray[np.int16]
+Decoder = Callable[[bytes], Int16Array]
+
+_MAX_DROPOUT = 3000  # RFC 3550 A.1: larger forward seq jumps restart the sequence
+_MAX_MISORDER = 100  # RFC 3550 A.1: older packets are too late for us anyway
+_SEEN_SLOTS = 512  # dedup table size, > _MAX_MISORDER
+_RETIRED_SSRCS = 4
+_RETIRE_S = 2.0  # how long packets of a replaced SSRC count as stragglers
+_NO_FLOOR = -(2**62)
+_FOREVER = 2**62
+
+
+def default_decoders() -> dict[int, Decoder]:
+    """Static payload types 0 (PCMU) and 8 (PCMA), RFC 3551."""
+    return {0: decode_ulaw, 8: decode_alaw}
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - 0x100000000 if value >= 0x80000000 else value
+
+
+@dataclass(frozen=True)
+class LegStats:
+    packets: int  # every push, including duplicates, events and drops
+    duplicates: int
+    late: int  # arrived after its slot was pulled (or too old / retired SSRC)
+    lost_packets: int  # RFC 3550 expected - received, summed over SSRCs
+    gaps: int  # closed gaps (audio resumed after missing samples)
+    gap_seconds: float
+    concealed_gaps: int  # of ``gaps``, those filled by fade-out repetition
+    reanchors: int  # SSRC changes and timestamp jumps
+    drift_corrections: int
+    events_skipped: int  # RFC 4733 telephone-event packets
+    unplayable: int  # payload type without decoder, empty or undecodable payload
+    overflow: int  # would land outside the ring or pending list full
+    trimmed_samples: int  # cut so that a new epoch does not overlap the old one
+
+
+@dataclass(frozen=True)
+class MixerStats:
+    legs: tuple[LegStats, LegStats]
+    samples_out: int
+
+    @property
+    def left(self) -> LegStats:
+        return self.legs[LEFT]
+
+    @property
+    def right(self) -> LegStats:
+        return self.legs[RIGHT]
+
+
+class _Epoch:
+    """One RTP-timestamp -> output-index mapping, valid from ``start_seq`` on."""
+
+    __slots__ = ("floor", "ref_idx", "ref_ts", "start_seq", "successor")
+
+    def __init__(self, start_seq: int, ref_ts: int, ref_idx: int, floor: int) -> None:
+        self.start_seq = start_seq
+        self.ref_ts = ref_ts
+        self.ref_idx = ref_idx
+        self.floor = floor
+        self.successor: _Epoch | None = None
+
+
+_Pending = tuple[int, _Epoch, Decoder, int, bytes]
+
+
+class _Leg:
+    def __init__(self, ring: int, decoders: Mapping[int, Decoder], event_pts: set[int]) -> None:
+        self.buf = np.zeros(ring, dtype=np.int16)
+        self.mask = np.zeros(ring, dtype=np.bool_)
+        self.decoders: dict[int, Decoder] = dict(decoders)
+        self.event_pts: frozenset[int] = frozenset(event_pts)
+        self.pending: list[_Pending] = []
+        self.samples_per_byte: dict[int, float] = {}
+        # stream / sequence state
+        self.ssrc: int | None = None
+        self.retired: deque[tuple[int, float]] = deque(maxlen=_RETIRED_SSRCS)
+        self.max_ext = 0
+        self.max_raw = 0
+        self.base_ext = 0
+        self.received = 0
+        self.lost_before = 0
+        self.seen = [-1] * _SEEN_SLOTS
+        # placement state
+        self.epoch: _Epoch | None = None
+        self.needs_anchor = True
+        self.prev: _Epoch | None = None
+        self.high_water = _NO_FLOOR  # estimated end of everything accepted so far
+        self.placed_end = 0  # true end of everything written into the ring
+        self.win_min = math.inf
+        self.win_n = 0
+        # emission state
+        self.had_audio = False
+        self.gap_open = 0
+        self.conceal_start = 0
+        self.conceal_fill: Int16Array | None = None
+        self.history: Int16Array = np.zeros(0, dtype=np.int16)
+        # counters
+        self.packets = self.duplicates = self.late = self.gaps = 0
+        self.concealed = self.reanchors = self.drift = self.events = 0
+        self.unplayable = self.overflow = self.trimmed = 0
+        self.gap_samples = 0
+
+    def lost(self) -> int:
+        if self.ssrc is None:
+            return self.lost_before
+        return self.lost_before + (self.max_ext - self.base_ext + 1 - self.received)
+
+    def start_stream(self, ssrc: int, seq: int, retire_until: float) -> None:
+        if self.ssrc is not None:
+            self.lost_before = self.lost()
+            self.retired.append((self.ssrc, retire_until))
+            # Extended numbers keep increasing across streams: epochs stay ordered and
+            # the dedup table can not mistake a new packet for an old one.
+            self.max_ext += _SEEN_SLOTS + 1
+        else:
+            self.max_ext = seq
+        self.ssrc = ssrc
+        self.max_raw = seq
+        self.base_ext = self.max_ext
+        self.received = 0
+        self.prev = None  # packets of the old SSRC are dropped, not placed
+        self.needs_anchor = True
+
+    def extend_seq(self, seq: int) -> int | None:
+        """RFC 3550 A.1 style extension; None for a packet too old to matter."""
+        delta = (seq - self.max_raw) & 0xFFFF
+        if delta < 0x8000:
+            if delta > _MAX_DROPOUT:  # sender restarted its numbering
+                self.lost_before = self.lost()
+                self.max_ext += 1
+                self.max_raw = seq
+                self.base_ext = self.max_ext
+                self.received = 0
+                return self.max_ext
+            return self.max_ext + delta
+        back = 0x10000 - delta
+        if back > _MAX_MISORDER:
+            return None
+        return self.max_ext - back
+
+    def new_epoch(self, start_seq: int, ref_ts: int, ref_idx: int, floor: int) -> _Epoch:
+        epoch = _Epoch(start_seq, ref_ts, ref_idx, floor)
+        if self.epoch is not None:
+            self.epoch.successor = epoch
+        self.prev, self.epoch = self.epoch, epoch
+        self.win_min, self.win_n = math.inf, 0
+        return epoch
+
+    def epoch_for(self, ext: int) -> _Epoch | None:
+        if self.epoch is not None and ext >= self.epoch.start_seq:
+            return self.epoch
+        if self.prev is not None and ext >= self.prev.start_seq:
+            return self.prev
+        return None
+
+    def snapshot(self, sample_rate: int) -> LegStats:
+        return LegStats(
+            packets=self.packets,
+            duplicates=self.duplicates,
+            late=self.late,
+            lost_packets=self.lost(),
+            gaps=self.gaps,
+            gap_seconds=self.gap_samples / sample_rate,
+            concealed_gaps=self.concealed,
+            reanchors=self.reanchors,
+            drift_corrections=self.drift,
+            events_skipped=self.events,
+            unplayable=self.unplayable,
+            overflow=self.overflow,
+            trimmed_samples=self.trimmed,
+        )
+
+
+class _Span:
+    __slots__ = ("end", "leg", "start")
+
+    def __init__(self, leg: int | None, start: int, end: int) -> None:
+        self.leg = leg
+        self.start = start
+        self.end = end
+
+
+class StereoMixer:
+    """Recorder mixer: ``push`` RTP payloads per leg, ``pull`` aligned int16 (n, 2)."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 8000,
+        jitter_s: float = 0.06,
+        max_gap_conceal_s: float = 0.06,
+        payload_decoders: Mapping[int, Decoder] | None = None,
+        event_payload_types: set[int] | None = None,
+        buffer_s: float = 2.0,
+        reanchor_threshold_s: float = 0.2,
+        drift_threshold_s: float = 0.01,
+        drift_window: int = 50,
+        start: float | None = None,
+    ) -> None:
+        if sample_rate <= 0 or jitter_s < 0 or max_gap_conceal_s < 0 or drift_window < 1:
+            raise ValueError("sample_rate, jitter_s, max_gap_conceal_s, drift_window invalid")
+        self._sr = sample_rate
+        self._jitter = jitter_s
+        self._conceal_max = round(max_gap_conceal_s * sample_rate)
+        self._ring = round(buffer_s * sample_rate)
+        self._frame = max(1, sample_rate // 50)  # 20 ms: concealment source length
+        if self._ring < round(jitter_s * sample_rate) + self._conceal_max + 4 * self._frame:
+            raise ValueError("buffer_s too small for jitter_s and max_gap_conceal_s")
+        self._jump = reanchor_threshold_s * sample_rate
+        self._drift_limit = drift_threshold_s * sample_rate
+        self._drift_window = drift_window
+        self._max_pending = max(64, 4 * self._ring // self._frame)
+        decoders = default_decoders() if payload_decoders is None else dict(payload_decoders)
+        events = {101} if event_payload_types is None else set(event_payload_types)
+        self._legs = (_Leg(self._ring, decoders, events), _Leg(self._ring, decoders, events))
+        self._t0 = start
+        self._out = 0  # next output index to emit
+        self._samples_out = 0
+        self._spans: list[_Span] = []
+        self._pause: _Span | None = None
+
+    # -- configuration -------------------------------------------------------------
+
+    def set_payload_types(
+        self, leg: int, decoders: Mapping[int, Decoder], event_pts: set[int]
+    ) -> None:
+        """Per-leg payload table after SDP negotiation (dynamic PTs differ per leg)."""
+        st = self._leg(leg)
+        st.decoders = dict(decoders)
+        st.event_pts = frozenset(event_pts)
+        st.samples_per_byte.clear()
+
+    # -- input ---------------------------------------------------------------------
+
+    def push(
+        self,
+        leg: int,
+        *,
+        ssrc: int,
+        seq: int,
+        timestamp: int,
+        payload_type: int,
+        payload: bytes,
+        arrival: float,
+    ) -> None:
+        """Account for one RTP packet of ``leg``; decoding waits for the next pull."""
+        st = self._leg(leg)
+        if self._t0 is None:
+            self._t0 = arrival
+        st.packets += 1
+        ssrc &= 0xFFFFFFFF
+        seq &= 0xFFFF
+        timestamp &= 0xFFFFFFFF
+        new_stream = ssrc != st.ssrc
+        if new_stream:
+            if any(old == ssrc and arrival < until for old, until in st.retired):
+                st.late += 1  # a straggler of the stream that was just replaced
+                return
+            st.start_stream(ssrc, seq, arrival + _RETIRE_S)
+            ext = st.max_ext
+        else:
+            extended = st.extend_seq(seq)
+            if extended is None:
+                st.late += 1
+                return
+            ext = extended
+            if st.seen[ext % _SEEN_SLOTS] == ext:
+                st.duplicates += 1
+                return
+        st.seen[ext % _SEEN_SLOTS] = ext
+        st.received += 1
+        in_order = new_stream or ext > st.max_ext
+        if in_order:
+            st.max_ext, st.max_raw = ext, seq
+        elif ext < st.base_ext:
+            st.base_ext = ext
+        if payload_type in st.event_pts:
+            st.events += 1
+            return
+        decoder = st.decoders.get(payload_type)
+        if decoder is None or not payload:
+            st.unplayable += 1
+            return
+        pos = (arrival - self._t0) * self._sr
+        if st.needs_anchor or st.epoch is None:
+            if st.epoch is not None:
+                st.reanchors += 1
+            st.needs_anchor = False
+            epoch = st.new_epoch(ext, timestamp, round(pos), st.high_water)
+            start = epoch.ref_idx
+        else:
+            found = st.epoch_for(ext)
+            if found is None:
+                st.late += 1
+                return
+            epoch = found
+            start = epoch.ref_idx + _signed32(timestamp - epoch.ref_ts)
+            if in_order and epoch is st.epoch:
+                epoch, start = self._track(st, epoch, ext=ext, ts=timestamp, start=start, pos=pos)
+        if start < self._out:
+            st.late += 1
+            return
+        if start >= self._out + self._ring or len(st.pending) >= self._max_pending:
+            st.overflow += 1
+            return
+        st.pending.append((start, epoch, decoder, payload_type, payload))
+        est = round(len(payload) * st.samples_per_byte.get(payload_type, 1.0))
+        st.high_water = max(st.high_water, start + est)
+
+    def _track(
+        self, st: _Leg, epoch: _Epoch, *, ext: int, ts: int, start: int, pos: float
+    ) -> tuple[_Epoch, int]:
+        """Re-anchor on jumps, correct drift; advance the epoch reference."""
+        offset = pos - start
+        if abs(offset) > self._jump:
+            st.reanchors += 1
+            epoch = st.new_epoch(ext, ts, round(pos), st.high_water)
+            return epoch, epoch.ref_idx
+        st.win_min = min(st.win_min, offset)
+        st.win_n += 1
+        if st.win_n >= self._drift_window:
+            shift = st.win_min
+            st.win_min, st.win_n = math.inf, 0
+            if abs(shift) > self._drift_limit:
+                st.drift += 1
+                # The old mapping would have put this packet at ``start``: that is
+                # where the old epoch ends, so the new one may not write below it.
+                epoch = st.new_epoch(ext, ts, start + round(shift), start)
+                return epoch, epoch.ref_idx
+        epoch.ref_ts, epoch.ref_idx = ts, start
+        return epoch, start
+
+    # -- muting --------------------------------------------------------------------
+
+    def mute(self, leg: int | None, start: float, end: float) -> float:
+        """Silence ``leg`` (None: both) from ``start`` to ``end`` (arrival clock).
+
+        Returns the seconds of that span that had already been pulled and so could not
+        be silenced (0.0 when the whole span was still ahead of the output).
+        """
+        if leg is not None:
+            self._leg(leg)
+        lo, hi = self._index(start), self._index(end)
+        if hi > lo:
+            missed = max(0, min(hi, self._out) - lo)
+            if hi > self._out:
+                self._spans.append(_Span(leg, max(lo, self._out), hi))
+            return missed / self._sr
+        return 0.0
+
+    def pause(self, now: float) -> None:
+        """Recording pause: both channels silent from ``now`` until ``resume``."""
+        if self._pause is None:
+            self._pause = _Span(None, max(self._index(now), self._out), _FOREVER)
+            self._spans.append(self._pause)
+
+    def resume(self, now: float) -> None:
+        if self._pause is not None:
+            self._pause.end = max(self._index(now), self._pause.start)
+            self._pause = None
+
+    @property
+    def paused(self) -> bool:
+        return self._pause is not None
+
+    def time_of(self, leg: int, timestamp: int) -> float | None:
+        """Arrival-clock time where ``leg``'s current stream puts RTP ``timestamp``.
+
+        Lets the call layer mute an RFC 4733 digit by its event timestamp.
+        """
+        epoch = self._leg(leg).epoch
+        if epoch is None or self._t0 is None:
+            return None
+        idx = epoch.ref_idx + _signed32(timestamp - epoch.ref_ts)
+        return self._t0 + idx / self._sr
+
+    # -- output --------------------------------------------------------------------
+
+    def pull(self, now: float) -> Int16Array:
+        """All samples timed ``now - jitter_s`` or earlier not yet returned: int16 (n, 2)."""
+        if self._t0 is None:
+            self._t0 = now
+        for st in self._legs:
+            self._place_pending(st)
+        end = math.floor((now - self._jitter - self._t0) * self._sr)
+        return self._emit(end)
+
+    def flush(self) -> Int16Array:
+        """At the end of the call: everything still buffered."""
+        for st in self._legs:
+            self._place_pending(st)
+        return self._emit(max(st.placed_end for st in self._legs))
+
+    @property
+    def stats(self) -> MixerStats:
+        return MixerStats(
+            legs=(self._legs[0].snapshot(self._sr), self._legs[1].snapshot(self._sr)),
+            samples_out=self._samples_out,
+        )
+
+    def footprint(self) -> int:
+        """Bytes held in buffers plus pending packets and spans (for memory checks)."""
+        total = 0
+        for st in self._legs:
+            total += st.buf.nbytes + st.mask.nbytes + st.history.nbytes
+            total += len(st.pending) + len(st.seen) + len(st.samples_per_byte)
+        return total + len(self._spans)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _leg(self, leg: int) -> _Leg:
+        if leg not in (LEFT, RIGHT):
+            raise ValueError(f"leg must be LEFT (0) or RIGHT (1), not {leg!r}")
+        return self._legs[leg]
+
+    def _index(self, t: float) -> int:
+        if self._t0 is None:
+            self._t0 = t
+        return round((t - self._t0) * self._sr)
+
+    def _place_pending(self, st: _Leg) -> None:
+        ring = self._ring
+        for start, epoch, decoder, pt, payload in st.pending:
+            try:
+                pcm = decoder(payload)
+                if not (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1):
+                    pcm = np.asarray(pcm).astype(np.int16).reshape(-1)
+            except (ValueError, TypeError):
+                st.unplayable += 1
+                continue
+            n = pcm.shape[0]
+            if n == 0:
+                st.unplayable += 1
+                continue
+            # Learnt per payload type: lets push estimate a packet's end without decoding.
+            st.samples_per_byte[pt] = n / len(payload)
+            lo = max(self._out, epoch.floor)
+            hi = self._out + ring
+            if epoch.successor is not None:
+                hi = min(hi, epoch.successor.floor)
+            s, e = max(start, lo), min(start + n, hi)
+            if e <= s:
+                st.trimmed += n
+                continue
+            st.trimmed += n - (e - s)
+            data = pcm[s - start : e - start]
+            i = s % ring
+            k = min(e - s, ring - i)
+            st.buf[i : i + k] = data[:k]
+            st.mask[i : i + k] = True
+            if k < e - s:
+                st.buf[: e - s - k] = data[k:]
+                st.mask[: e - s - k] = True
+            st.placed_end = max(st.placed_end, e)
+        st.pending.clear()
+
+    def _take(self, arr: npt.NDArray[np.generic], a: int, n: int) -> npt.NDArray[np.generic]:
+        """Copy of ring ``arr`` over absolute indices [a, a + n), n <= ring size."""
+        i = a % self._ring
+        k = min(n, self._ring - i)
+        if k == n:
+            return arr[i : i + n].copy()
+        return np.concatenate((arr[i:], arr[: n - k]))
+
+    def _clear(self, st: _Leg, a: int, n: int) -> None:
+        i = a % self._ring
+        k = min(n, self._ring - i)
+        st.buf[i : i + k] = 0
+        st.mask[i : i + k] = False
+        if k < n:
+            st.buf[: n - k] = 0
+            st.mask[: n - k] = False
+
+    def _emit(self, end: int) -> Int16Array:
+        a = self._out
+        n = end - a
+        if n <= 0:
+            return np.zeros((0, 2), dtype=np.int16)
+        left = self._emit_leg(self._legs[LEFT], a, n)
+        right = self._emit_leg(self._legs[RIGHT], a, n)
+        out: Int16Array = np.column_stack((left, right))
+        if self._spans:
+            for span in self._spans:
+                lo, hi = max(span.start, a) - a, min(span.end, end) - a
+                if hi > lo:
+                    if span.leg is None:
+                        out[lo:hi] = 0
+                    else:
+                        out[lo:hi, span.leg] = 0
+            self._spans = [s for s in self._spans if s.end > end]
+        self._out = end
+        self._samples_out += n
+        return out
+
+    def _emit_leg(self, st: _Leg, a: int, n: int) -> Int16Array:
+        m = min(n, self._ring)
+        pcm: Int16Array = self._take(st.buf, a, m)  # type: ignore[assignment]
+        mask: npt.NDArray[np.bool_] = self._take(st.mask, a, m)  # type: ignore[assignment]
+        self._clear(st, a, m)
+        if m < n:
+            pcm = np.concatenate((pcm, np.zeros(n - m, dtype=np.int16)))
+            mask = np.concatenate((mask, np.zeros(n - m, dtype=np.bool_)))
+        if mask.all():
+            self._close_gap(st)
+            st.had_audio = True
+        elif st.had_audio or mask.any():
+            self._gaps(st, a, pcm, mask)
+        hist = self._frame
+        st.history = pcm[-hist:].copy() if n >= hist else np.concatenate((st.history, pcm))[-hist:]
+        return pcm
+
+    def _close_gap(self, st: _Leg) -> None:
+        if st.gap_open > 0:
+            st.gaps += 1
+            st.gap_samples += st.gap_open
+            if st.conceal_fill is not None:
+                st.concealed += 1
+            st.gap_open = 0
+            st.conceal_fill = None
+
+    def _gaps(self, st: _Leg, a: int, pcm: Int16Array, mask: npt.NDArray[np.bool_]) -> None:
+        """Count gaps and conceal short ones; loops over runs, never over samples."""
+        n = mask.shape[0]
+        edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+        bounds = [0, *edges.tolist(), n]
+        for j in range(len(bounds) - 1):
+            s, e = bounds[j], bounds[j + 1]
+            if mask[s]:
+                self._close_gap(st)
+                st.had_audio = True
+                continue
+            if not st.had_audio:
+                continue  # before the leg's first audio: not a gap
+            if st.gap_open == 0:
+                self._maybe_conceal(st, a, s, e, pcm)
+            if st.conceal_fill is not None:
+                cs = st.conceal_start
+                lo = max(a + s, cs)
+                hi = min(a + e, cs + st.conceal_fill.shape[0])
+                if hi > lo:
+                    pcm[lo - a : hi - a] = st.conceal_fill[lo - cs : hi - cs]
+            st.gap_open += e - s
+
+    def _maybe_conceal(self, st: _Leg, a: int, s: int, e: int, pcm: Int16Array) -> None:
+        gap_start = a + s
+        limit = gap_start + self._conceal_max
+        if e < pcm.shape[0]:
+            gap_end: int | None = a + e
+        else:
+            # Look ahead into the ring: is there audio within the concealment limit?
+            b = a + pcm.shape[0]
+            k = min(limit + 1 - b, self._out + self._ring - b)
+            gap_end = None
+            if k > 0:
+                ahead = np.flatnonzero(self._take(st.mask, b, k))
+                if ahead.size:
+                    gap_end = b + int(ahead[0])
+        if gap_end is None or gap_end - gap_start > self._conceal_max:
+            return
+        frame = np.concatenate((st.history, pcm[:s]))[-self._frame :]
+        if frame.size == 0:
+            return
+        length = gap_end - gap_start
+        fade = np.linspace(1.0, 0.0, length, endpoint=False, dtype=np.float32)
+        st.conceal_fill = (np.resize(frame, length).astype(np.float32) * fade).astype(np.int16)
+        st.conceal_start = gap_start

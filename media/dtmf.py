@@ -1,0 +1,457 @@
+"""In-band DTMF: a streaming Goertzel-style detector, a tone generator and a muter.
+
+Theory of operation
+-------------------
+Samples are analysed in windows of 20 ms (160 samples at 8 kHz, Hann weighted) that
+advance by a hop of 5 ms (40 samples). For every window one matrix product gives the
+complex DFT at the eight DTMF frequencies (the Goertzel filter bank, vectorised). A
+window *holds* digit d when all of these hold (ITU-T Q.24 style checks):
+
+* frequency: the strongest row and column filters are d's, and each tone's frequency,
+  measured from the phase advance of its filter between consecutive windows, is within
+  +-2.5 % of nominal. Q.24 asks to accept <= 1.5 % and reject >= 3.5 %; the phase
+  measure is accurate to about 1 Hz, so the limit sits in the middle.
+* level: each tone at least MIN_TONE_DBM0 (-32 dBm0, i.e. about -35 dBFS per tone;
+  0 dBm0 is 3.17 dB below a full-scale sine, G.711).
+* twist: the high tone at most 8 dB above the low one ("normal" twist) and the low tone
+  at most 4 dB above the high one ("reverse" twist), the usual values.
+* signal-to-noise / talk-off: the two tones carry at least 80 % of the window's energy.
+  Speech spreads its energy over many harmonics and formants, so it fails here.
+* stationarity: the four 5 ms sub-blocks of this window and of the previous one differ
+  by less than 6 dB (the phase measure needs both). This rejects windows only partly
+  covered by a tone, which makes the duration measure sharp: a tone of L ms yields
+  about (L - 12.5) / 5 steady windows, one fewer holding windows.
+
+A key press is reported once, when MIN_ON_WINDOWS (4: a 40 ms tone gives at least 4,
+a 30 ms tone at most 3) consecutive windows hold the same digit. It ends after
+MIN_OFF_WINDOWS (8) windows that do not hold it: a gap of about 25 ms or more (Q.24
+pauses are >= 40 ms); shorter drop-outs (Q.24: interruptions up to 10 ms) are bridged.
+The same digit is reported again only after such a gap. The detector is a two-state
+machine, written as a table below.
+
+Reported ``start_sample``/``end_sample`` are the bounds of the first/last window that
+held the digit: within about 5 ms outside the tone. The muter adds a guard on top.
+Everything here is sans-I/O: samples and ``now`` in, events out; no clock is read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DIGIT_EVENTS",
+    "EVENT_DIGITS",
+    "DtmfDigit",
+    "DtmfMuter",
+    "DtmfStateError",
+    "InbandDtmfDetector",
+    "mute_spans",
+    "tone",
+]
+
+# RFC 4733 section 3.2, table 3: event codes 0-15 are the DTMF digits in this order.
+EVENT_DIGITS: Final[str] = "0123456789*#ABCD"
+DIGIT_EVENTS: Final[dict[str, int]] = {d: i for i, d in enumerate(EVENT_DIGITS)}
+
+ROW_FREQS: Final[tuple[float, ...]] = (697.0, 770.0, 852.0, 941.0)
+COL_FREQS: Final[tuple[float, ...]] = (1209.0, 1336.0, 1477.0, 1633.0)
+KEYPAD: Final[tuple[str, ...]] = ("123A", "456B", "789C", "*0#D")
+_DIGIT_FREQS: Final[dict[str, tuple[float, float]]] = {
+    KEYPAD[r][c]: (ROW_FREQS[r], COL_FREQS[c]) for r in range(4) for c in range(4)
+}
+
+FULL_SCALE_SINE_DBM0: Final[float] = 3.17  # G.711 mu-law load capacity
+_KEYPAD_CODES: Final = np.array(
+    [EVENT_DIGITS.index(KEYPAD[r][c]) for r in range(4) for c in range(4)]
+)
+
+MIN_TONE_DBM0: Final[float] = -32.0
+FREQ_TOLERANCE: Final[float] = 0.025
+NORMAL_TWIST_DB: Final[float] = 8.0  # high group louder than low
+REVERSE_TWIST_DB: Final[float] = 4.0  # low group louder than high
+MIN_TONE_ENERGY_RATIO: Final[float] = 0.8
+MAX_SUBBLOCK_SPREAD_DB: Final[float] = 6.0
+MIN_ON_WINDOWS: Final[int] = 4
+MIN_OFF_WINDOWS: Final[int] = 8
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class DtmfDigit:
+    """One key press. ``end_sample`` is None while the tone is still on."""
+
+    digit: str
+    start_sample: int
+    end_sample: int | None
+    method: str = "inband"
+    at: float | None = None  # the `now` of the feed call that reported it
+
+
+class DtmfStateError(RuntimeError):
+    """An (state, event) pair the detector's table does not allow: a bug, never input."""
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    ACTIVE = "active"
+
+
+class _Event(enum.Enum):
+    NO_TONE = "no tone"
+    TONE = "tone, too short yet"
+    TONE_LONG_ENOUGH = "tone held for the minimum duration"
+    SAME_TONE = "the active digit still held"
+    OTHER = "active digit not held"
+    PAUSE_LONG_ENOUGH = "active digit not held for the minimum pause"
+
+
+class _Action(enum.Enum):
+    NOTHING = "nothing"
+    REPORT = "report press"
+    RELEASE = "release press"
+
+
+_TABLE: Final[dict[tuple[_State, _Event], tuple[_Action, _State]]] = {
+    (_State.IDLE, _Event.NO_TONE): (_Action.NOTHING, _State.IDLE),
+    (_State.IDLE, _Event.TONE): (_Action.NOTHING, _State.IDLE),
+    (_State.IDLE, _Event.TONE_LONG_ENOUGH): (_Action.REPORT, _State.ACTIVE),
+    (_State.ACTIVE, _Event.SAME_TONE): (_Action.NOTHING, _State.ACTIVE),
+    (_State.ACTIVE, _Event.OTHER): (_Action.NOTHING, _State.ACTIVE),
+    (_State.ACTIVE, _Event.PAUSE_LONG_ENOUGH): (_Action.RELEASE, _State.IDLE),
+}
+
+
+def _dbfs_to_power(dbfs: float) -> float:
+    """Power (mean square, full scale = 1.0) of a sine at `dbfs` re full-scale sine."""
+    return 0.5 * float(np.power(10.0, dbfs / 10.0))
+
+
+class InbandDtmfDetector:
+    """Streaming in-band DTMF detector: feed int16 samples in blocks of any size."""
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        *,
+        min_level_dbm0: float = MIN_TONE_DBM0,
+        freq_tolerance: float = FREQ_TOLERANCE,
+        normal_twist_db: float = NORMAL_TWIST_DB,
+        reverse_twist_db: float = REVERSE_TWIST_DB,
+        min_energy_ratio: float = MIN_TONE_ENERGY_RATIO,
+        min_on_windows: int = MIN_ON_WINDOWS,
+        min_off_windows: int = MIN_OFF_WINDOWS,
+    ) -> None:
+        if sample_rate < 4000 or sample_rate % 200:
+            raise ValueError(f"sample rate must be a multiple of 200 Hz >= 4000: {sample_rate}")
+        self.sample_rate = sample_rate
+        self.hop = sample_rate // 200  # 5 ms
+        self.window = 4 * self.hop  # 20 ms: four sub-blocks of one hop each
+        n = np.arange(self.window)
+        self._hann: FloatArray = 0.5 - 0.5 * np.cos(2 * np.pi * n / self.window)
+        self._hann_sum = float(self._hann.sum())
+        self._hann_sq: FloatArray = self._hann**2
+        self._hann_sq_sum = float(self._hann_sq.sum())
+        self._freqs: FloatArray = np.array(ROW_FREQS + COL_FREQS)
+        # Real and imaginary parts side by side: one real matrix product per batch of
+        # windows (BLAS), instead of a complex one.
+        angle = 2 * np.pi * np.outer(n, self._freqs) / sample_rate
+        self._basis: FloatArray = np.hstack(
+            (self._hann[:, None] * np.cos(angle), -self._hann[:, None] * np.sin(angle))
+        )
+        # Phase a tone at exactly the nominal frequency advances by in one hop.
+        self._hop_rotation = np.exp(-2j * np.pi * self._freqs * self.hop / sample_rate)
+        # Hann filter magnitude response (1.0 at the centre) on a 0.25 Hz grid, to undo
+        # the loss for a tone off its filter's centre (<= 1.5 dB within tolerance).
+        self._gain_grid: FloatArray = np.arange(-100.0, 100.25, 0.25)
+        probe = np.exp(2j * np.pi * np.outer(self._gain_grid, n) / sample_rate)
+        self._gain_table: FloatArray = np.abs(probe @ self._hann) / self._hann_sum
+        self._min_power = _dbfs_to_power(min_level_dbm0 - FULL_SCALE_SINE_DBM0)
+        self._tolerance = freq_tolerance
+        self._normal_twist = 10.0 ** (normal_twist_db / 10.0)
+        self._reverse_twist = 10.0 ** (reverse_twist_db / 10.0)
+        self._min_ratio = min_energy_ratio
+        self._spread = 10.0 ** (-MAX_SUBBLOCK_SPREAD_DB / 10.0)
+        self._min_on = min_on_windows
+        self._min_off = min_off_windows
+
+        self._buffer: FloatArray = np.zeros(0)
+        self._buffer_start = 0  # absolute sample index of _buffer[0]
+        self._prev_x: npt.NDArray[np.complex128] | None = None
+        self._prev_steady = False
+        self._state = _State.IDLE
+        self._run_code = -1
+        self._run_len = 0
+        self._run_start = 0
+        self._active: DtmfDigit | None = None
+        self._off = 0
+        self._last_held_end = 0
+        self._finished: list[DtmfDigit] = []
+
+    @property
+    def samples_seen(self) -> int:
+        return self._buffer_start + len(self._buffer)
+
+    @property
+    def active(self) -> DtmfDigit | None:
+        """The press in progress (reported, tone still on), if any."""
+        return self._active
+
+    def feed(self, samples: np.ndarray, now: float | None = None) -> list[DtmfDigit]:
+        """Analyse more samples; return the key presses that started being valid."""
+        new = np.asarray(samples, dtype=np.float64).reshape(-1) / 32768.0
+        self._buffer = np.concatenate((self._buffer, new))
+        if len(self._buffer) < self.window:
+            return []
+        count = (len(self._buffer) - self.window) // self.hop + 1
+        codes = self._classify(count)
+        pressed: list[DtmfDigit] = []
+        for i, code in enumerate(codes.tolist()):
+            start = self._buffer_start + i * self.hop
+            self._step(code, start, now, pressed)
+        consumed = count * self.hop
+        self._buffer = self._buffer[consumed:]
+        self._buffer_start += consumed
+        return pressed
+
+    def pop_finished(self) -> list[DtmfDigit]:
+        """Presses whose tone has ended since the last call, with ``end_sample`` set."""
+        done, self._finished = self._finished, []
+        return done
+
+    def finish(self) -> list[DtmfDigit]:
+        """End of stream: close a press still on, and return all finished presses."""
+        if self._active is not None:
+            self._finished.append(_with_end(self._active, self._last_held_end))
+            self._active = None
+            self._state = _State.IDLE
+        return self.pop_finished()
+
+    # --- analysis --------------------------------------------------------------------
+
+    def _classify(self, count: int) -> npt.NDArray[np.int64]:
+        """Digit code (index into EVENT_DIGITS) held by each of `count` windows, or -1."""
+        buf = self._buffer
+        step = buf.strides[0]
+        frames = np.lib.stride_tricks.as_strided(
+            buf, shape=(count, self.window), strides=(step * self.hop, step), writeable=False
+        )
+        xr = frames @ self._basis
+        x = xr[:, :8] + 1j * xr[:, 8:]  # (count, 8) complex filter outputs
+        prev = np.vstack(
+            (self._prev_x if self._prev_x is not None else np.full((1, 8), np.nan), x[:-1])
+        )
+        self._prev_x = x[-1:].copy()
+        # Frequency offset of each filter's input from its phase advance over one hop.
+        advance = np.angle(x * np.conj(prev) * self._hop_rotation)
+        offset_hz = advance * self.sample_rate / (2 * np.pi * self.hop)
+        power = 2.0 * (np.abs(x) / self._hann_sum) ** 2  # sine power, amplitude**2 / 2
+        row = np.argmax(power[:, :4], axis=1)
+        col = np.argmax(power[:, 4:], axis=1) + 4
+        idx = np.arange(count)
+        row_off = offset_hz[idx, row]
+        col_off = offset_hz[idx, col]
+        row_rel = np.abs(row_off) / self._freqs[row]
+        col_rel = np.abs(col_off) / self._freqs[col]
+        freq_ok = (row_rel <= self._tolerance) & (col_rel <= self._tolerance)
+        row_pow = power[idx, row] / self._gain(np.where(freq_ok, row_off, 0.0)) ** 2
+        col_pow = power[idx, col] / self._gain(np.where(freq_ok, col_off, 0.0)) ** 2
+        total = (frames**2 @ self._hann_sq) / self._hann_sq_sum
+        # Windows start on hop boundaries, so their sub-blocks are consecutive hop blocks.
+        hop_energy = (buf[: (count + 3) * self.hop] ** 2).reshape(count + 3, self.hop).mean(axis=1)
+        shifted = [hop_energy[k : k + count] for k in range(4)]
+        steady = np.minimum.reduce(shifted) >= self._spread * np.maximum.reduce(shifted)
+        # The phase measure needs two steady windows: a window only partly covered by
+        # the tone has a truncated (sharp-edged) weighting whose leakage bends the phase.
+        prev_steady = np.concatenate(([self._prev_steady], steady[:-1]))
+        self._prev_steady = bool(steady[-1])
+        ok = (
+            freq_ok
+            & (row_pow >= self._min_power)
+            & (col_pow >= self._min_power)
+            & (col_pow <= row_pow * self._normal_twist)
+            & (row_pow <= col_pow * self._reverse_twist)
+            & (row_pow + col_pow >= self._min_ratio * total)
+            & steady
+            & prev_steady
+        )
+        code = _KEYPAD_CODES[row * 4 + (col - 4)]
+        return np.where(ok, code, -1).astype(np.int64)
+
+    def _gain(self, offset_hz: FloatArray) -> FloatArray:
+        """Hann filter magnitude response at `offset_hz` from its centre (1.0 at 0)."""
+        gain: FloatArray = np.interp(offset_hz, self._gain_grid, self._gain_table)
+        return gain
+
+    # --- state machine -----------------------------------------------------------------
+
+    def _event(self, code: int, start: int) -> _Event:
+        if self._state is _State.IDLE:
+            self._track_run(code, start)
+            if code < 0:
+                return _Event.NO_TONE
+            return _Event.TONE_LONG_ENOUGH if self._run_len >= self._min_on else _Event.TONE
+        assert self._active is not None
+        if code == DIGIT_EVENTS[self._active.digit]:
+            self._off = 0
+            self._last_held_end = start + self.window
+            self._run_code, self._run_len = -1, 0
+            return _Event.SAME_TONE
+        self._off += 1
+        self._track_run(code, start)  # another digit may follow without much pause
+        return _Event.PAUSE_LONG_ENOUGH if self._off >= self._min_off else _Event.OTHER
+
+    def _track_run(self, code: int, start: int) -> None:
+        if code < 0:
+            self._run_code, self._run_len = -1, 0
+        elif code == self._run_code:
+            self._run_len += 1
+        else:
+            # The previous (steady) window is part of the evidence: the press starts there.
+            self._run_code, self._run_len, self._run_start = code, 1, max(start - self.hop, 0)
+
+    def _step(self, code: int, start: int, now: float | None, out: list[DtmfDigit]) -> None:
+        event = self._event(code, start)
+        try:
+            action, next_state = _TABLE[(self._state, event)]
+        except KeyError:
+            raise DtmfStateError(f"no transition for {self._state} on {event}") from None
+        if action is _Action.REPORT:
+            digit = EVENT_DIGITS[self._run_code]
+            self._active = DtmfDigit(digit, self._run_start, None, "inband", now)
+            self._last_held_end = start + self.window
+            self._off = 0
+            self._run_code, self._run_len = -1, 0
+            out.append(self._active)
+        elif action is _Action.RELEASE:
+            assert self._active is not None
+            self._finished.append(_with_end(self._active, self._last_held_end))
+            self._active = None
+        self._state = next_state
+
+
+def _with_end(digit: DtmfDigit, end: int) -> DtmfDigit:
+    return DtmfDigit(digit.digit, digit.start_sample, end, digit.method, digit.at)
+
+
+def tone(
+    digit: str,
+    duration_s: float,
+    level_dbfs: float,
+    sample_rate: int = 8000,
+    *,
+    twist_db: float = 0.0,
+    freq_offset: float = 0.0,
+) -> npt.NDArray[np.int16]:
+    """Generate a DTMF tone as int16 samples.
+
+    ``level_dbfs`` is the peak of the two-tone sum relative to full scale, so 0 dBFS
+    never clips; with no twist each tone is 6 dB below it. ``twist_db`` is the high tone's
+    level minus the low tone's. ``freq_offset`` shifts both frequencies (0.04 = +4 %).
+    """
+    low, high = _DIGIT_FREQS[digit.upper()]
+    peak = 32767.0 * 10.0 ** (level_dbfs / 20.0)
+    ratio = 10.0 ** (twist_db / 20.0)  # high amplitude / low amplitude
+    a_low = peak / (1.0 + ratio)
+    t = np.arange(round(duration_s * sample_rate)) / sample_rate
+    f = 1.0 + freq_offset
+    wave = a_low * np.sin(2 * np.pi * low * f * t) + a_low * ratio * np.sin(
+        2 * np.pi * high * f * t
+    )
+    samples: npt.NDArray[np.int16] = np.round(wave).astype(np.int16)
+    return samples
+
+
+def mute_spans(
+    samples: np.ndarray,
+    digits: list[DtmfDigit],
+    *,
+    sample_rate: int = 8000,
+    guard_s: float = 0.02,
+    offset: int = 0,
+) -> npt.NDArray[np.int16]:
+    """Copy of `samples` with each digit's span (plus a guard each side) set to zero.
+
+    ``offset`` is the absolute sample index of ``samples[0]`` (the digits carry absolute
+    indexes). A digit without ``end_sample`` is muted to the end of the samples.
+    """
+    out = np.array(samples, dtype=np.int16, copy=True).reshape(-1)
+    guard = round(guard_s * sample_rate)
+    for d in digits:
+        begin = max(d.start_sample - guard - offset, 0)
+        end = len(out) if d.end_sample is None else d.end_sample + guard - offset
+        if end > begin:
+            out[begin:end] = 0
+    return out
+
+
+class DtmfMuter:
+    """Streaming muter for the recording: delays the audio by `delay_s` and zeroes DTMF.
+
+    The delay must exceed the detector's confirmation latency plus the guard (about
+    50 ms + guard), so that no sample of a valid key press leaves before it is known.
+    The output has the same length as each input block; it starts with `delay_s` of
+    silence, and ``flush`` returns the held-back tail. Both legs of a call should use the
+    same delay so that they stay aligned.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        *,
+        delay_s: float = 0.1,
+        guard_s: float = 0.02,
+        detector_factory: Callable[[int], InbandDtmfDetector] = InbandDtmfDetector,
+    ) -> None:
+        self.detector = detector_factory(sample_rate)
+        self.delay = round(delay_s * sample_rate)
+        self.guard = round(guard_s * sample_rate)
+        if self.delay < round(0.05 * sample_rate) + self.guard + self.detector.window:
+            raise ValueError("delay too short to mute a tone before it leaves")
+        self._pending: npt.NDArray[np.int16] = np.zeros(self.delay, dtype=np.int16)
+        self._pending_start = -self.delay  # absolute index of _pending[0]
+        self._spans: list[tuple[int, int | None]] = []
+
+    def feed(
+        self, samples: np.ndarray, now: float | None = None
+    ) -> tuple[npt.NDArray[np.int16], list[DtmfDigit]]:
+        """Return (delayed muted samples, same length as input; newly pressed digits)."""
+        block = np.asarray(samples, dtype=np.int16).reshape(-1)
+        pressed = self.detector.feed(block, now)
+        self._pending = np.concatenate((self._pending, block))
+        return self._emit(len(block)), pressed
+
+    def flush(self) -> tuple[npt.NDArray[np.int16], list[DtmfDigit]]:
+        """End of stream: the held-back samples, muted, and presses that just ended."""
+        finished = self.detector.finish()
+        self._collect_spans(finished)
+        return self._emit(len(self._pending)), finished
+
+    def _collect_spans(self, finished: list[DtmfDigit]) -> None:
+        ended = {d.start_sample for d in finished}
+        self._spans = [(s, e) for (s, e) in self._spans if not (e is None and s in ended)]
+        self._spans.extend((d.start_sample, d.end_sample) for d in finished)
+        active = self.detector.active
+        if active is not None and (active.start_sample, None) not in self._spans:
+            self._spans.append((active.start_sample, None))
+
+    def _emit(self, count: int) -> npt.NDArray[np.int16]:
+        self._collect_spans(self.detector.pop_finished())
+        out = self._pending[:count].copy()
+        first = self._pending_start
+        for start, end in self._spans:
+            begin = max(start - self.guard - first, 0)
+            stop = count if end is None else min(end + self.guard - first, count)
+            if stop > begin:
+                out[begin:stop] = 0
+        self._pending = self._pending[count:]
+        self._pending_start += count
+        horizon = self._pending_start
+        self._spans = [(s, e) for (s, e) in self._spans if e is None or e + self.guard > horizon]
+        return out

@@ -48,6 +48,24 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from b2bua.config import ConfigError, load_config
+    from b2bua.serve import serve
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    return serve(config)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from b2bua.demo import run_smoke_demo
 
@@ -61,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the recorder with a config file")
+    p.add_argument("--config", required=True, help="the TOML config file")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", help="run a smoke call on loopback and check it")
     p.set_defaults(func=_cmd_demo)

@@ -65,6 +65,11 @@ class CoreRunner:
         self.core.handle_timer(self.now())
         self.flush()
 
+    def flush_now(self) -> None:
+        """Runs the core's timers at once: an I/O callback (e.g. the relay) queued work."""
+        self.core.handle_timer(self.now())
+        self.flush()
+
     def flush(self) -> None:
         """Sends what the core queued and re-arms the timer at its next deadline."""
         for data, dest, transport in self.core.datagrams_to_send():

@@ -49,3 +49,42 @@ def run_async(factory: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
         return await asyncio.wait_for(factory(), timeout)
 
     return asyncio.run(bounded())
+
+
+def free_port(host: str) -> int:
+    """A UDP port that is free on `host` right now (for peers that need a fixed port)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def write_office(
+    directory: Path,
+    *,
+    trunk: tuple[str, int] = ("127.0.0.2", 5080),
+    phones: dict[str, str] | None = None,
+    mode: str = "off",
+    extra: str = "",
+) -> Path:
+    """A loopback office config: the B2BUA on 127.0.0.1 (port chosen by the OS)."""
+    phones = phones if phones is not None else {"1000": "sip:1000@127.0.0.3:5070"}
+    lines = [
+        "[sip]",
+        'listen = "127.0.0.1:0"',
+        "[rtp]",
+        'ports = "31000-31999"',
+        "inactivity_timeout_s = 30",
+        "[trunk]",
+        f'host = "{trunk[0]}:{trunk[1]}"',
+        f'inbound_extension = "{next(iter(phones))}"',
+    ]
+    for number, contact in phones.items():
+        lines += ["[[extension]]", f'number = "{number}"', f'password = "pw{number}"']
+        if contact:
+            lines.append(f'contact = "{contact}"')
+    lines += ["[recording]", f'mode = "{mode}"', extra]
+    path = directory / "office.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,582 @@
+"""One bridged call: two SIP dialogs and two media legs, as a state machine.
+
+Theory of operation: leg A is the dialog in which we are the UAS (the caller's INVITE
+came to us); leg B is the dialog we create as UAC toward the callee (a phone, or the
+trunk). Each leg has its own Call-ID, tags, CSeq and Contact; nothing of A's dialog
+identity is copied into B or back (only the caller's number and display name, and the
+SDP, rewritten to point at our relay). Each leg also has its own relay port pair, and
+the relay bridges them once B answers.
+
+Every input is a `CallInput` applied through `TABLE`, a dict of `(CallState, CallInput)
+-> (handler, next state)`. A pair the table lacks is a protocol error: it is counted and
+answered where SIP needs an answer, never passed over silently. Handlers only talk to
+`CallServices` (the switch: transactions, media control, clock-free); they never touch
+a socket or a clock themselves, `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from b2bua.dialog import Dialog
+from b2bua.errors import SipError
+from b2bua.headers import Address, Headers, Via
+from b2bua.media_control import MediaControl, MediaLeg, media_target
+from b2bua.message import Request, Response, make_response
+from b2bua.sdp import anchor, parse_sdp
+from b2bua.transaction import create_cancel, new_branch
+from b2bua.uri import URI
+
+log = logging.getLogger("b2bua.call")
+
+Addr = tuple[str, int]
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
+
+
+class CallState(enum.Enum):
+    CALLING = "calling"  # B's INVITE sent, nothing back yet
+    EARLY = "early"  # B sent a provisional; relayed to A
+    ANSWERED = "answered"  # B answered; our 200 to A waits for A's ACK
+    CONFIRMED = "confirmed"  # both dialogs up, media bridged
+    CANCELLING = "cancelling"  # A cancelled; B's INVITE is being cancelled
+    ENDING = "ending"  # BYE sent on the leg(s) still up
+    ENDED = "ended"
+
+
+class CallInput(enum.Enum):
+    B_PROVISIONAL = "b_provisional"
+    B_SUCCESS = "b_success"
+    B_FAILURE = "b_failure"
+    A_ACK = "a_ack"
+    A_CANCEL = "a_cancel"
+    A_BYE = "a_bye"
+    B_BYE = "b_bye"
+    HANGUP = "hangup"  # our own decision: media timeout, call too long, shutdown
+    BYE_DONE = "bye_done"  # a BYE we sent was answered or timed out
+
+
+class Side(enum.Enum):
+    A = "a"
+    B = "b"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where leg B goes: Request-URI, next hop and transport, and the To user."""
+
+    uri: URI
+    destination: Addr
+    transport: str
+    to_user: str
+
+
+class CallServices(Protocol):
+    """What a call needs from the switch that owns it."""
+
+    local: Addr  # our SIP address (Via, Contact)
+    media: MediaControl
+
+    def send_request(
+        self, call: Call, side: Side, request: Request, dest: Addr, transport: str, now: float
+    ) -> str: ...
+
+    def send_response(self, key: str, response: Response, now: float) -> None: ...
+
+    def send_ack(self, request: Request, dest: Addr, transport: str) -> None: ...
+
+    def call_ended(self, call: Call, now: float) -> None: ...
+
+    def media_inactive(self, leg_id: str) -> None: ...
+
+
+@dataclass
+class LegState:
+    dialog: Dialog | None = None
+    media: MediaLeg | None = None
+    peer: Addr = ("", 0)
+    transport: str = "UDP"
+    bye_pending: bool = False
+
+
+@dataclass
+class Call:
+    """A bridged call. Create with `Call.start(...)`."""
+
+    services: CallServices
+    a_invite: Request
+    a_key: str
+    a_tag: str
+    b_call_id: str
+    b_tag: str
+    target: Target
+    direction: str  # inbound | outbound | internal
+    started_at: float
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    state: CallState = CallState.CALLING
+    a: LegState = field(default_factory=LegState)
+    b: LegState = field(default_factory=LegState)
+    b_invite: Request | None = None
+    b_invite_key: str = ""
+    a_remote: Addr | None = None  # A's RTP address from its offer
+    answered_at: float | None = None
+    ended_at: float | None = None
+    end_reason: str = ""
+    protocol_errors: int = 0
+    # re-INVITEs relayed across: key of the client transaction -> (server key, request)
+    relayed: dict[str, tuple[str, Request, Side]] = field(default_factory=dict)
+
+    # -- creation -----------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        services: CallServices,
+        invite: Request,
+        key: str,
+        source: Addr,
+        transport: str,
+        target: Target,
+        direction: str,
+        now: float,
+    ) -> Call:
+        """Opens both media legs and sends B's INVITE; SipError if the offer is bad."""
+        offer = parse_sdp(invite.body) if invite.body else None
+        call = cls(
+            services=services,
+            a_invite=invite,
+            a_key=key,
+            a_tag=secrets.token_hex(6),
+            b_call_id=secrets.token_hex(12) + "@b2bua",
+            b_tag=secrets.token_hex(6),
+            target=target,
+            direction=direction,
+            started_at=now,
+        )
+        call.a.peer, call.a.transport = source, transport
+        media = services.media
+        call.a.media = media.open_leg(call.id + "-a", services.media_inactive)
+        call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
+        body = b""
+        if offer is not None:
+            remote, fmt, _hold = media_target(offer)
+            call.a_remote = remote
+            call.a.media.set_remote(remote, fmt)
+            body = anchor(offer, media.ip, [call.b.media.port]).to_bytes()
+        call.b_invite = call._build_b_invite(body)
+        call.b.peer, call.b.transport = target.destination, target.transport
+        call.b_invite_key = services.send_request(
+            call, Side.B, call.b_invite, target.destination, target.transport, now
+        )
+        return call
+
+    def _contact(self) -> Address:
+        host, port = self.services.local
+        return Address(URI("sip", "b2bua", host=host, port=port))
+
+    def _via(self, transport: str) -> Via:
+        host, port = self.services.local
+        return Via(transport, host, port, (("branch", new_branch()), ("rport", None)))
+
+    def _build_b_invite(self, body: bytes) -> Request:
+        caller = self.a_invite.from_addr
+        host, port = self.services.local
+        # Only the caller's user part and display name cross over: B sees us as the peer.
+        from_addr = Address(
+            URI("sip", caller.uri.user or "anonymous", host=host, port=port),
+            caller.display_name,
+        ).with_param("tag", self.b_tag)
+        to_addr = Address(URI("sip", self.target.to_user, host=self.target.uri.host))
+        fields = [
+            ("Via", str(self._via(self.target.transport))),
+            ("Max-Forwards", "70"),
+            ("From", str(from_addr)),
+            ("To", str(to_addr)),
+            ("Call-ID", self.b_call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", str(self._contact())),
+            ("Allow", ALLOW),
+        ]
+        if body:
+            fields.append(("Content-Type", "application/sdp"))
+        return Request("INVITE", self.target.uri, Headers.of(*fields), body)
+
+    # -- the table ------------------------------------------------------------------
+    def feed(
+        self, inp: CallInput, now: float, message: Request | Response | None = None, key: str = ""
+    ) -> None:
+        entry = TABLE.get((self.state, inp))
+        if entry is None:
+            self.protocol_errors += 1
+            log.info("call %s: %s in state %s ignored", self.id, inp.value, self.state.value)
+            return
+        handler, next_state = entry
+        self.state = next_state
+        handler(self, now, message, key)
+
+    # -- handlers (called through TABLE) ----------------------------------------------
+    def _on_b_provisional(self, now: float, msg: Request | Response | None, key: str) -> None:
+        assert isinstance(msg, Response)
+        if msg.status == 100:
+            return
+        body = self._anchored_for_a(msg.body) if msg.body else b""
+        headers = [("Contact", str(self._contact()))]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        status = msg.status if msg.status in (180, 181, 182, 183) else 180
+        self._respond_a(status, now, headers=headers, body=body)
+
+    def _on_b_success(self, now: float, msg: Request | Response | None, key: str) -> None:
+        assert isinstance(msg, Response)
+        assert self.b_invite is not None
+        dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
+        dialog.receive_response(msg)
+        self.b.dialog = dialog
+        ack = dialog.create_ack(msg, via=self._via(self.b.transport))
+        self.services.send_ack(ack, self._b_next_hop(), self.b.transport)
+        self.answered_at = now
+        body = self._anchored_for_a(msg.body) if msg.body else b""
+        headers = [("Contact", str(self._contact())), ("Allow", ALLOW)]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
+        self._respond_a(200, now, headers=headers, body=body)
+        self.a.dialog.confirm()
+        if self.a.media is not None and self.b.media is not None:
+            self.services.media.bridge(self.a.media, self.b.media)
+
+    def _on_b_failure(self, now: float, msg: Request | Response | None, key: str) -> None:
+        status = msg.status if isinstance(msg, Response) else 408
+        self._respond_a(map_failure(status), now)
+        self._finish(now, f"callee answered {status}")
+
+    def _on_a_ack(self, now: float, msg: Request | Response | None, key: str) -> None:
+        pass  # the 2xx retransmission is stopped by the transaction layer
+
+    def _on_a_cancel(self, now: float, msg: Request | Response | None, key: str) -> None:
+        self._respond_a(487, now)
+        assert self.b_invite is not None
+        cancel = create_cancel(self.b_invite)
+        self.services.send_request(
+            self, Side.B, cancel, self.target.destination, self.target.transport, now
+        )
+
+    def _on_cancelled_b_final(self, now: float, msg: Request | Response | None, key: str) -> None:
+        # B's 487 (or any final) after our CANCEL: A already has its 487.
+        if isinstance(msg, Response) and 200 <= msg.status < 300:
+            # The 200 crossed our CANCEL: confirm and end B at once (RFC 3261 9.1).
+            self._on_b_success_after_cancel(now, msg)
+            return
+        self._finish(now, "cancelled by caller")
+
+    def _on_b_success_after_cancel(self, now: float, msg: Response) -> None:
+        assert self.b_invite is not None
+        dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
+        dialog.receive_response(msg)
+        self.b.dialog = dialog
+        self.services.send_ack(
+            dialog.create_ack(msg, via=self._via(self.b.transport)),
+            self._b_next_hop(),
+            self.b.transport,
+        )
+        self.state = CallState.ENDING
+        self._send_bye(Side.B, now)
+
+    def _on_bye_from(self, side: Side, now: float) -> None:
+        self.end_reason = self.end_reason or f"{side.value} hung up"
+        other = Side.B if side is Side.A else Side.A
+        leg = self._leg(other)
+        if leg.dialog is not None and not leg.dialog.terminated:
+            self._send_bye(other, now)
+        else:
+            self._finish(now, self.end_reason)
+
+    def _on_a_bye(self, now: float, msg: Request | Response | None, key: str) -> None:
+        self._on_bye_from(Side.A, now)
+
+    def _on_b_bye(self, now: float, msg: Request | Response | None, key: str) -> None:
+        self._on_bye_from(Side.B, now)
+
+    def _on_hangup(self, now: float, msg: Request | Response | None, key: str) -> None:
+        sent = False
+        for side in (Side.A, Side.B):
+            leg = self._leg(side)
+            if leg.dialog is not None and not leg.dialog.terminated:
+                self._send_bye(side, now)
+                sent = True
+        if not sent:
+            self._finish(now, self.end_reason)
+
+    def _on_hangup_early(self, now: float, msg: Request | Response | None, key: str) -> None:
+        # Before B answered: A gets an error final, B a CANCEL.
+        self._respond_a(480, now)
+        self._on_a_cancel_quiet(now)
+
+    def _on_a_cancel_quiet(self, now: float) -> None:
+        assert self.b_invite is not None
+        self.services.send_request(
+            self,
+            Side.B,
+            create_cancel(self.b_invite),
+            self.target.destination,
+            self.target.transport,
+            now,
+        )
+
+    def _on_bye_done(self, now: float, msg: Request | Response | None, key: str) -> None:
+        if any(leg.bye_pending for leg in (self.a, self.b)):
+            self.state = CallState.ENDING
+            return
+        self._finish(now, self.end_reason)
+
+    def _noop(self, now: float, msg: Request | Response | None, key: str) -> None:
+        pass
+
+    # -- helpers --------------------------------------------------------------------
+    def _leg(self, side: Side) -> LegState:
+        return self.a if side is Side.A else self.b
+
+    def _b_next_hop(self) -> Addr:
+        return self.b.peer
+
+    def _anchored_for_a(self, body: bytes) -> bytes:
+        """B's SDP made to point at leg A's relay port; B's leg learns its peer."""
+        sdp = parse_sdp(body)
+        remote, fmt, hold = media_target(sdp)
+        assert self.a.media is not None and self.b.media is not None
+        self.b.media.set_remote(remote, fmt)
+        # Both legs carry the codec B chose (the offer went through unchanged).
+        self.a.media.set_remote(self.a_remote, fmt)
+        if hold:
+            self.b.media.hold()
+        return anchor(sdp, self.services.media.ip, [self.a.media.port]).to_bytes()
+
+    def _respond_a(
+        self,
+        status: int,
+        now: float,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        response = make_response(
+            self.a_invite, status, to_tag=self.a_tag, headers=headers or [], body=body
+        )
+        self.services.send_response(self.a_key, response, now)
+
+    def _send_bye(self, side: Side, now: float) -> None:
+        leg = self._leg(side)
+        assert leg.dialog is not None
+        bye = leg.dialog.create_request("BYE", via=self._via(leg.transport))
+        leg.dialog.terminate()
+        leg.bye_pending = True
+        self.services.send_request(self, side, bye, self._peer_for(side), leg.transport, now)
+
+    def _peer_for(self, side: Side) -> Addr:
+        return self.a.peer if side is Side.A else self.b.peer
+
+    def _finish(self, now: float, reason: str) -> None:
+        if self.ended_at is not None:
+            return
+        self.state = CallState.ENDED
+        self.ended_at = now
+        self.end_reason = self.end_reason or reason
+        media = self.services.media
+        for leg in (self.a, self.b):
+            if leg.media is not None:
+                media.unbridge(leg.media)
+                leg.media.close()
+                leg.media = None
+        self.services.call_ended(self, now)
+
+    # -- entry points used by the switch -----------------------------------------------
+    def on_b_response(self, response: Response, key: str, now: float) -> None:
+        if key in self.relayed:
+            self._on_relayed_response(response, key, now)
+            return
+        _, method = response.cseq
+        if method == "BYE":
+            if response.status >= 200:
+                self.b.bye_pending = False
+                self.feed(CallInput.BYE_DONE, now, response)
+            return
+        if method != "INVITE" or key != self.b_invite_key:
+            return  # CANCEL's 200 and other non-INVITE answers need nothing
+        if response.status < 200:
+            self.feed(CallInput.B_PROVISIONAL, now, response)
+        elif response.status < 300:
+            if self.state in (CallState.ANSWERED, CallState.CONFIRMED, CallState.ENDING):
+                return  # a retransmitted 2xx: the dialog re-ACKs below
+            self.feed(CallInput.B_SUCCESS, now, response)
+        else:
+            self.feed(CallInput.B_FAILURE, now, response)
+
+    def on_a_response(self, response: Response, key: str, now: float) -> None:
+        if key in self.relayed:
+            self._on_relayed_response(response, key, now)
+            return
+        if response.cseq[1] == "BYE" and response.status >= 200:
+            self.a.bye_pending = False
+            self.feed(CallInput.BYE_DONE, now, response)
+
+    def on_timeout(self, side: Side, key: str, now: float) -> None:
+        if key in self.relayed:
+            server_key, request, _ = self.relayed.pop(key)
+            self.services.send_response(server_key, make_response(request, 408), now)
+            return
+        if side is Side.B and key == self.b_invite_key:
+            self.feed(CallInput.B_FAILURE, now, None)
+            return
+        leg = self._leg(side)
+        if leg.bye_pending:
+            leg.bye_pending = False
+            self.feed(CallInput.BYE_DONE, now)
+
+    def on_request(self, side: Side, request: Request, key: str, now: float) -> None:
+        """An in-dialog request from `side` (BYE, re-INVITE, INFO, OPTIONS ...)."""
+        leg = self._leg(side)
+        if leg.dialog is None:
+            self.services.send_response(key, make_response(request, 481), now)
+            return
+        try:
+            leg.dialog.receive_request(request)
+        except SipError as exc:
+            self.services.send_response(key, make_response(request, exc.status), now)
+            return
+        method = request.method
+        if method == "BYE":
+            self.services.send_response(key, make_response(request, 200), now)
+            self.feed(CallInput.A_BYE if side is Side.A else CallInput.B_BYE, now, request)
+        elif method in ("INVITE", "UPDATE"):
+            self._relay_reinvite(side, request, key, now)
+        elif method in ("INFO", "OPTIONS", "NOTIFY"):
+            # INFO carries DTMF (consent reads it later); nothing is forwarded.
+            self.services.send_response(key, make_response(request, 200), now)
+        else:
+            self.services.send_response(
+                key, make_response(request, 501, headers=[("Allow", ALLOW)]), now
+            )
+
+    def on_a_ack(self, now: float) -> None:
+        self.feed(CallInput.A_ACK, now)
+
+    def on_a_cancel(self, now: float) -> None:
+        self.feed(CallInput.A_CANCEL, now)
+
+    def hangup(self, reason: str, now: float) -> None:
+        self.end_reason = self.end_reason or reason
+        self.feed(CallInput.HANGUP, now)
+
+    # -- re-INVITE across ----------------------------------------------------------------
+    def _relay_reinvite(self, side: Side, request: Request, key: str, now: float) -> None:
+        other = Side.B if side is Side.A else Side.A
+        other_leg = self._leg(other)
+        if self.state is not CallState.CONFIRMED or other_leg.dialog is None:
+            self.services.send_response(key, make_response(request, 491), now)
+            return
+        body = b""
+        if request.body:
+            sdp = parse_sdp(request.body)
+            remote, fmt, hold = media_target(sdp)
+            here, there = self._leg(side).media, other_leg.media
+            assert here is not None and there is not None
+            here.set_remote(remote, fmt)
+            if hold:
+                here.hold()
+            else:
+                here.resume()
+            body = anchor(sdp, self.services.media.ip, [there.port]).to_bytes()
+        out = other_leg.dialog.create_request(
+            request.method,
+            via=self._via(other_leg.transport),
+            body=body,
+            content_type="application/sdp" if body else None,
+        )
+        out_key = self.services.send_request(
+            self, other, out, self._peer_for(other), other_leg.transport, now
+        )
+        self.relayed[out_key] = (key, request, side)
+
+    def _on_relayed_response(self, response: Response, key: str, now: float) -> None:
+        server_key, request, origin = self.relayed[key]
+        if response.status < 200:
+            return
+        del self.relayed[key]
+        leg = self._leg(Side.B if origin is Side.A else Side.A)
+        body = b""
+        if 200 <= response.status < 300:
+            if leg.dialog is not None and response.cseq[1] == "INVITE":
+                leg.dialog.receive_response(response)
+                ack = leg.dialog.create_ack(response, via=self._via(leg.transport))
+                self.services.send_ack(
+                    ack, self._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
+                )
+            if response.body:
+                sdp = parse_sdp(response.body)
+                remote, fmt, hold = media_target(sdp)
+                here = self._leg(origin).media
+                assert leg.media is not None and here is not None
+                leg.media.set_remote(remote, fmt)
+                if hold:
+                    leg.media.hold()
+                else:
+                    leg.media.resume()
+                body = anchor(sdp, self.services.media.ip, [here.port]).to_bytes()
+        headers = [("Contact", str(self._contact()))]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        status = (
+            response.status
+            if response.status < 300 or response.status == 491
+            else (map_failure(response.status))
+        )
+        self.services.send_response(
+            server_key, make_response(request, status, headers=headers, body=body), now
+        )
+
+
+def map_failure(status: int) -> int:
+    """The final status A gets when B failed: the callee's verdict, without B's auth."""
+    if status in (401, 407):
+        return 403  # B's challenge is for us, not for the caller
+    if status == 408:
+        return 480
+    if 400 <= status < 700:
+        return status
+    return 502
+
+
+Handler = Callable[[Call, float, "Request | Response | None", str], None]
+S, I = CallState, CallInput  # noqa: E741 -- the table reads better short
+
+TABLE: dict[tuple[CallState, CallInput], tuple[Handler, CallState]] = {
+    (S.CALLING, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),
+    (S.EARLY, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),
+    (S.CALLING, I.B_SUCCESS): (Call._on_b_success, S.ANSWERED),
+    (S.EARLY, I.B_SUCCESS): (Call._on_b_success, S.ANSWERED),
+    (S.CALLING, I.B_FAILURE): (Call._on_b_failure, S.ENDED),
+    (S.EARLY, I.B_FAILURE): (Call._on_b_failure, S.ENDED),
+    (S.CALLING, I.A_CANCEL): (Call._on_a_cancel, S.CANCELLING),
+    (S.EARLY, I.A_CANCEL): (Call._on_a_cancel, S.CANCELLING),
+    (S.CANCELLING, I.B_PROVISIONAL): (Call._noop, S.CANCELLING),
+    (S.CANCELLING, I.B_FAILURE): (Call._on_cancelled_b_final, S.ENDED),
+    (S.CANCELLING, I.B_SUCCESS): (Call._on_cancelled_b_final, S.ENDING),
+    (S.CALLING, I.HANGUP): (Call._on_hangup_early, S.CANCELLING),
+    (S.EARLY, I.HANGUP): (Call._on_hangup_early, S.CANCELLING),
+    (S.ANSWERED, I.A_ACK): (Call._on_a_ack, S.CONFIRMED),
+    (S.CONFIRMED, I.A_ACK): (Call._noop, S.CONFIRMED),  # a retransmitted ACK
+    (S.ANSWERED, I.A_BYE): (Call._on_a_bye, S.ENDING),
+    (S.CONFIRMED, I.A_BYE): (Call._on_a_bye, S.ENDING),
+    (S.ANSWERED, I.B_BYE): (Call._on_b_bye, S.ENDING),
+    (S.CONFIRMED, I.B_BYE): (Call._on_b_bye, S.ENDING),
+    (S.ANSWERED, I.HANGUP): (Call._on_hangup, S.ENDING),
+    (S.CONFIRMED, I.HANGUP): (Call._on_hangup, S.ENDING),
+    (S.ENDING, I.BYE_DONE): (Call._on_bye_done, S.ENDED),
+    (S.ENDING, I.A_BYE): (Call._on_a_bye, S.ENDING),  # both hung up at once
+    (S.ENDING, I.B_BYE): (Call._on_b_bye, S.ENDING),
+    (S.ENDING, I.HANGUP): (Call._noop, S.ENDING),
+    (S.ENDING, I.A_ACK): (Call._noop, S.ENDING),
+}

@@ -1,0 +1,327 @@
+"""The B2BUA's SIP core: registrar, routing and calls on one transaction layer.
+
+Theory of operation: `Switch` is a SipCore (see runner.py), so it holds no socket and
+reads no clock. Every message goes through the RFC 3261 transaction layer; the events
+that come out are dispatched here:
+
+- REGISTER goes to the registrar; OPTIONS outside a dialog is answered with our
+  capabilities;
+- an INVITE outside a dialog is inbound when its *socket* source IP is in
+  `trunk.inbound_from`; otherwise the caller must authenticate as an extension (a 401
+  challenge, with no 100 Trying before it). The router picks the target, and a `Call`
+  bridges the two dialogs;
+- requests inside a dialog, CANCEL, ACK and responses go to the call that owns the
+  Call-ID or the client transaction.
+
+Deadlines (transactions, registrations, maximum call length) are merged into one
+`get_timer()`. The relay reports silent media legs through `media_inactive`, from the
+I/O side; the adapter's `wakeup` makes the runner call `handle_timer` soon after.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from b2bua.call import ALLOW, Call, CallServices, Side, Target
+from b2bua.config import Config
+from b2bua.errors import SipError
+from b2bua.message import Message, Request, Response, make_response
+from b2bua.media_control import MediaControl
+from b2bua.registrar import Registrar
+from b2bua.router import Router
+from b2bua.transaction import (
+    AckReceived,
+    AckTimedOut,
+    CancelReceived,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    TimerConfig,
+    TransactionLayer,
+    TransactionTimedOut,
+)
+from b2bua.uri import URI
+from b2bua.validate import RequestRejectedError, check_request
+
+log = logging.getLogger("b2bua.switch")
+
+Addr = tuple[str, int]
+
+
+@dataclass
+class SwitchStats:
+    calls_started: int = 0
+    calls_ended: int = 0
+    calls_rejected: int = 0
+    auth_challenges: int = 0
+    auth_failures: int = 0
+    requests_rejected: int = 0
+
+
+class Switch:
+    """Registrar, router and calls of one B2BUA instance."""
+
+    def __init__(
+        self,
+        config: Config,
+        registrar: Registrar,
+        media: MediaControl,
+        local: Addr,
+        *,
+        timers: TimerConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.registrar = registrar
+        self.router = Router(config)
+        self.media = media
+        self.local = local
+        self.layer = TransactionLayer(timers)
+        self.stats = SwitchStats()
+        self.wakeup: Callable[[], None] | None = None
+        self.calls: dict[str, Call] = {}  # by our call id
+        self._by_call_id: dict[str, tuple[Call, Side]] = {}  # A's and B's Call-IDs
+        self._by_key: dict[str, tuple[Call, Side]] = {}  # client transactions
+        self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
+        self._tcp_peers: set[Addr] = set()
+        self._inactive_legs: list[str] = []
+        self._services = _Services(self)
+
+    # -- SipCore ----------------------------------------------------------------------
+    def receive(self, message: Message, source: Addr, transport: str, now: float) -> None:
+        reliable = transport != "UDP"
+        if reliable:
+            self._tcp_peers.add(source)
+        events = self.layer.receive_message(message, source, now, reliable=reliable)
+        self._dispatch(events, source, transport, now)
+
+    def handle_timer(self, now: float) -> None:
+        self._dispatch(self.layer.handle_timer(now), ("", 0), "UDP", now)
+        self.registrar.handle_timer(now)
+        inactive, self._inactive_legs = self._inactive_legs, []
+        for leg_id in inactive:
+            call = self.calls.get(leg_id.rsplit("-", 1)[0])
+            if call is not None:
+                log.info("event=media_timeout call=%s leg=%s", call.id, leg_id)
+                call.hangup("no media", now)
+        limit = self.config.rtp.max_call_s
+        for call in list(self.calls.values()):
+            if now - call.started_at >= limit:
+                log.info("event=max_duration call=%s", call.id)
+                call.hangup("maximum call length", now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [self.layer.get_timer(), self.registrar.get_timer()]
+        if self._inactive_legs:
+            return 0.0
+        limit = self.config.rtp.max_call_s
+        deadlines.extend(call.started_at + limit for call in self.calls.values())
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr, str]]:
+        return [
+            (data, dest, "TCP" if dest in self._tcp_peers else "UDP")
+            for data, dest in self.layer.datagrams_to_send()
+        ]
+
+    def media_inactive(self, leg_id: str) -> None:
+        """From the relay (I/O side): a leg saw no RTP for the configured time."""
+        self._inactive_legs.append(leg_id)
+        if self.wakeup is not None:
+            self.wakeup()
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _dispatch(self, events: list[Event], source: Addr, transport: str, now: float) -> None:
+        for event in events:
+            try:
+                self._dispatch_one(event, transport, now)
+            except SipError as exc:
+                # A header found broken while handling: answer if we can, never raise.
+                self.stats.requests_rejected += 1
+                if isinstance(event, RequestReceived) and event.request.method != "ACK":
+                    self._respond(event.key, make_response(event.request, exc.status), now)
+                log.info("event=rejected status=%d detail=%s", exc.status, exc.detail)
+
+    def _dispatch_one(self, event: Event, transport: str, now: float) -> None:
+        if isinstance(event, CancelReceived):
+            self._on_cancel(event, now)
+        elif isinstance(event, RequestReceived):
+            self._on_request(event.request, event.source, event.key, transport, now)
+        elif isinstance(event, AckReceived):
+            owner = self._by_call_id.get(event.request.call_id)
+            if owner is not None and owner[1] is Side.A:
+                owner[0].on_a_ack(now)
+        elif isinstance(event, ResponseReceived):
+            owner = self._by_key.get(event.key)
+            if owner is not None:
+                call, side = owner
+                if event.response.status >= 200:
+                    self._by_key.pop(event.key, None)
+                if side is Side.B:
+                    call.on_b_response(event.response, event.key, now)
+                else:
+                    call.on_a_response(event.response, event.key, now)
+        elif isinstance(event, TransactionTimedOut):
+            owner = self._by_key.pop(event.key, None)
+            if owner is not None:
+                owner[0].on_timeout(owner[1], event.key, now)
+        elif isinstance(event, AckTimedOut):
+            owner = self._by_call_id.get(event.call_id)
+            if owner is not None:
+                owner[0].hangup("no ACK", now)
+
+    def _respond(self, key: str, response: Response, now: float) -> None:
+        self._dispatch(self.layer.send_response(key, response, now), ("", 0), "UDP", now)
+
+    def _on_request(
+        self, request: Request, source: Addr, key: str, transport: str, now: float
+    ) -> None:
+        try:
+            check_request(request)
+        except RequestRejectedError as exc:
+            self.stats.requests_rejected += 1
+            self._respond(key, make_response(request, exc.status, headers=exc.headers), now)
+            return
+        if request.to_addr.tag is not None:
+            owner = self._by_call_id.get(request.call_id)
+            if owner is None:
+                self._respond(key, make_response(request, 481), now)
+                return
+            call, side = owner
+            call.on_request(side, request, key, now)
+            return
+        method = request.method
+        if method == "REGISTER":
+            self._respond(key, self.registrar.handle_register(request, source, transport, now), now)
+        elif method == "OPTIONS":
+            headers = [("Allow", ALLOW), ("Accept", "application/sdp")]
+            self._respond(key, make_response(request, 200, headers=headers), now)
+        elif method == "INVITE":
+            self._on_invite(request, source, key, transport, now)
+        elif method in ("BYE", "INFO", "UPDATE", "REFER", "NOTIFY", "PRACK"):
+            self._respond(key, make_response(request, 481), now)
+        else:
+            self._respond(key, make_response(request, 501, headers=[("Allow", ALLOW)]), now)
+
+    def _on_invite(
+        self, request: Request, source: Addr, key: str, transport: str, now: float
+    ) -> None:
+        extension: str | None = None
+        if not self.router.is_inbound_source(source[0]):
+            outcome = self.registrar.authenticate(request, source, now)
+            if not outcome.ok:
+                if outcome.status == 401:
+                    self.stats.auth_challenges += 1
+                else:
+                    self.stats.auth_failures += 1
+                self._respond(key, outcome.response_for(request), now)
+                return
+            extension = outcome.extension
+        route = self.router.route(request, source[0], extension)
+        if route.kind == "reject":
+            self.stats.calls_rejected += 1
+            self._respond(key, make_response(request, route.status or 403), now)
+            return
+        self._respond(key, make_response(request, 100), now)
+        target = self._target_for(route.kind, route.target_extension, route.dialled, now)
+        if target is None:
+            self.stats.calls_rejected += 1
+            self._respond(key, make_response(request, 480), now)
+            return
+        try:
+            call = Call.start(
+                self._services, request, key, source, transport, target, route.kind, now
+            )
+        except SipError as exc:
+            self.stats.calls_rejected += 1
+            self._respond(key, make_response(request, exc.status), now)
+            return
+        self.stats.calls_started += 1
+        self.calls[call.id] = call
+        self._by_call_id[request.call_id] = (call, Side.A)
+        self._by_call_id[call.b_call_id] = (call, Side.B)
+        self._by_invite_key[key] = call
+        log.info(
+            "event=call_start call=%s direction=%s from=%s to=%s",
+            call.id,
+            route.kind,
+            request.from_addr.uri.user,
+            route.dialled,
+        )
+
+    def _target_for(
+        self, kind: str, extension: str | None, dialled: str, now: float
+    ) -> Target | None:
+        if kind == "outbound":
+            host, port = self.config.trunk.host
+            uri = URI("sip", dialled, host=host, port=port)
+            return Target(uri, (host, port), "UDP", dialled)
+        if extension is None:
+            return None
+        bindings = self.registrar.lookup(extension, now)
+        if not bindings:
+            return None
+        # A registered phone is reached where its REGISTER came from (NAT); a static
+        # contact's source is the host and port of its URI.
+        binding = bindings[0]
+        return Target(binding.contact.uri, binding.source, binding.transport, extension)
+
+    def _on_cancel(self, event: CancelReceived, now: float) -> None:
+        call = self._by_invite_key.get(event.invite_key) if event.invite_key else None
+        if call is None:
+            self._respond(event.key, make_response(event.request, 481), now)
+            return
+        self._respond(event.key, make_response(event.request, 200), now)
+        call.on_a_cancel(now)
+
+    # -- called by calls through _Services ------------------------------------------------
+    def _call_ended(self, call: Call, now: float) -> None:
+        self.calls.pop(call.id, None)
+        for call_id in (call.a_invite.call_id, call.b_call_id):
+            owner = self._by_call_id.get(call_id)
+            if owner is not None and owner[0] is call:
+                del self._by_call_id[call_id]
+        self._by_invite_key.pop(call.a_key, None)
+        self.stats.calls_ended += 1
+        log.info(
+            "event=call_end call=%s duration_s=%.1f reason=%s",
+            call.id,
+            now - call.started_at,
+            (call.end_reason or "ended").replace(" ", "_"),
+        )
+
+
+class _Services(CallServices):
+    """The switch as seen by its calls."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+        self.media = switch.media
+
+    @property
+    def local(self) -> Addr:  # type: ignore[override]
+        return self.switch.local
+
+    def send_request(
+        self, call: Call, side: Side, request: Request, dest: Addr, transport: str, now: float
+    ) -> str:
+        sw = self.switch
+        key = sw.layer.send_request(request, dest, now, reliable=transport != "UDP")
+        if transport != "UDP":
+            sw._tcp_peers.add(dest)
+        sw._by_key[key] = (call, side)
+        return key
+
+    def send_response(self, key: str, response: Response, now: float) -> None:
+        self.switch._respond(key, response, now)
+
+    def send_ack(self, request: Request, dest: Addr, transport: str) -> None:
+        self.switch.layer.send_stateless(request, dest)
+
+    def call_ended(self, call: Call, now: float) -> None:
+        self.switch._call_ended(call, now)
+
+    def media_inactive(self, leg_id: str) -> None:
+        self.switch.media_inactive(leg_id)

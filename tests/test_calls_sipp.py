@@ -1,0 +1,104 @@
+"""Calls through the running B2BUA with SIPp playing the trunk and the desk phone.
+
+The trunk (127.0.0.2) calls in with RTP from SIPp's own A-law capture; the phone
+(127.0.0.3) echoes media. Nothing here is mocked: real sockets, the real relay, peers we
+did not write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from b2bua.config import load_config
+from b2bua.serve import Server, start_server
+from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+
+pytestmark = pytest.mark.sipp
+
+
+async def _with_server(config_path: Path, body):  # type: ignore[no-untyped-def]
+    server = await start_server(load_config(config_path))
+    try:
+        return await body(server)
+    finally:
+        await server.close()
+
+
+def _phone_args(port: int, scenario: str, media_port: int) -> list[str]:
+    return ["-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.3", "-p", str(port),
+            "-mp", str(media_port), "-rtp_echo", "-m", "1"]
+
+
+def _trunk_args(server: Server, port: int, scenario: Path, media_port: int,
+                service: str = "1000") -> list[str]:
+    host, sip_port = server.sip_address
+    return ["-sf", str(scenario), "-s", service, "-i", "127.0.0.2", "-p", str(port),
+            "-mp", str(media_port), "-m", "1", f"{host}:{sip_port}"]
+
+
+def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port),
+                          phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"})
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        phone = asyncio.create_task(
+            run_sipp(_phone_args(phone_port, "phone_uas.xml", free_port("127.0.0.3")))
+        )
+        await asyncio.sleep(0.3)  # the phone listens before the trunk calls
+        legs_seen: dict[str, tuple[int, int]] = {}
+
+        async def watch() -> None:
+            for _ in range(200):
+                for leg_id, leg in server.relay.legs.items():
+                    legs_seen[leg_id] = (leg.counters.received, leg.counters.forwarded)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        trunk = await run_sipp(_trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml",
+                                           free_port("127.0.0.2")))
+        phone_result = await phone
+        watcher.cancel()
+        return trunk, phone_result, legs_seen, server.switch.stats
+
+    trunk, phone, legs, stats = run_async(lambda: _with_server(config, scenario))
+    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert stats.calls_started == 1
+    assert stats.calls_ended == 1
+    a_legs = {k: v for k, v in legs.items() if k.endswith("-a")}
+    b_legs = {k: v for k, v in legs.items() if k.endswith("-b")}
+    assert len(a_legs) == 1 and len(b_legs) == 1
+    (a_received, a_forwarded), = a_legs.values()
+    (b_received, b_forwarded), = b_legs.values()
+    # The trunk's audio reached the phone, and the phone's echo came back to the trunk.
+    assert a_received > 50 and a_forwarded > 50
+    assert b_received > 50 and b_forwarded > 50
+
+
+@pytest.mark.parametrize(("phone_scenario", "status"), [("phone_busy.xml", "486")])
+def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port),
+                          phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"})
+    scenario_file = tmp_path / "trunk_expect.xml"
+    template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
+    scenario_file.write_text(template.replace("EXPECTED_STATUS", status))
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        phone = asyncio.create_task(
+            run_sipp(_phone_args(phone_port, phone_scenario, free_port("127.0.0.3")))
+        )
+        await asyncio.sleep(0.3)
+        trunk = await run_sipp(_trunk_args(server, trunk_port, scenario_file,
+                                           free_port("127.0.0.2")))
+        return trunk, await phone, server
+
+    trunk, phone, server = run_async(lambda: _with_server(config, scenario))
+    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert server.switch.stats.calls_ended == 1
+    assert not server.relay.legs  # media of the failed call was released

@@ -60,6 +60,9 @@ class SipConfig:
     t1_ms: int = 500  # RFC 3261 timers T1, T2, T4
     t2_ms: int = 4000
     t4_ms: int = 5000
+    # Challenge order (RFC 8760: most preferred first). Some clients (SIPp) only read the
+    # first challenge and know only MD5: list MD5 first for them.
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ _SIP = {
     "t1_ms": _Key((int,), 500, cv.int_between(50, 10_000)),
     "t2_ms": _Key((int,), 4000, cv.int_between(100, 60_000)),
     "t4_ms": _Key((int,), 5000, cv.int_between(100, 60_000)),
+    "digest_algorithms": _Key((list,), ("SHA-256", "MD5"), cv.digest_algorithms),
 }
 _RTP = {
     "ports": _Key(_STR, "20000-29999", cv.port_range),

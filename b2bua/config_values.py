@@ -247,6 +247,23 @@ def networks(value: list[Any], _ctx: Context) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")
+
+
+def digest_algorithms(value: list[Any], _ctx: Context) -> tuple[str, ...]:
+    """A non-empty list of distinct digest algorithms, in the order they are offered."""
+    if not value:
+        raise InvalidValueError("must list at least one of SHA-256, MD5")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if item not in DIGEST_ALGORITHMS:
+            raise InvalidValueError(f"must be SHA-256 or MD5 (got {item!r})", f"[{i}]")
+        if item in out:
+            raise InvalidValueError(f"{item} is listed twice", f"[{i}]")
+        out.append(item)
+    return tuple(out)
+
+
 EXTENSION_NUMBER = re.compile(r"[0-9]{1,15}")
 
 

@@ -28,21 +28,49 @@ async def _with_server(config_path: Path, body):  # type: ignore[no-untyped-def]
 
 
 def _phone_args(port: int, scenario: str, media_port: int) -> list[str]:
-    return ["-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.3", "-p", str(port),
-            "-mp", str(media_port), "-rtp_echo", "-m", "1"]
+    return [
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-i",
+        "127.0.0.3",
+        "-p",
+        str(port),
+        "-mp",
+        str(media_port),
+        "-rtp_echo",
+        "-m",
+        "1",
+    ]
 
 
-def _trunk_args(server: Server, port: int, scenario: Path, media_port: int,
-                service: str = "1000") -> list[str]:
+def _trunk_args(
+    server: Server, port: int, scenario: Path, media_port: int, service: str = "1000"
+) -> list[str]:
     host, sip_port = server.sip_address
-    return ["-sf", str(scenario), "-s", service, "-i", "127.0.0.2", "-p", str(port),
-            "-mp", str(media_port), "-m", "1", f"{host}:{sip_port}"]
+    return [
+        "-sf",
+        str(scenario),
+        "-s",
+        service,
+        "-i",
+        "127.0.0.2",
+        "-p",
+        str(port),
+        "-mp",
+        str(media_port),
+        "-m",
+        "1",
+        f"{host}:{sip_port}",
+    ]
 
 
 def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port),
-                          phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"})
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    )
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
         phone = asyncio.create_task(
@@ -58,8 +86,9 @@ def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
 
         watcher = asyncio.create_task(watch())
-        trunk = await run_sipp(_trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml",
-                                           free_port("127.0.0.2")))
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml", free_port("127.0.0.2"))
+        )
         phone_result = await phone
         watcher.cancel()
         return trunk, phone_result, legs_seen, server.switch.stats
@@ -72,8 +101,8 @@ def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
     a_legs = {k: v for k, v in legs.items() if k.endswith("-a")}
     b_legs = {k: v for k, v in legs.items() if k.endswith("-b")}
     assert len(a_legs) == 1 and len(b_legs) == 1
-    (a_received, a_forwarded), = a_legs.values()
-    (b_received, b_forwarded), = b_legs.values()
+    ((a_received, a_forwarded),) = a_legs.values()
+    ((b_received, b_forwarded),) = b_legs.values()
     # The trunk's audio reached the phone, and the phone's echo came back to the trunk.
     assert a_received > 50 and a_forwarded > 50
     assert b_received > 50 and b_forwarded > 50
@@ -82,8 +111,11 @@ def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("phone_scenario", "status"), [("phone_busy.xml", "486")])
 def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port),
-                          phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"})
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    )
     scenario_file = tmp_path / "trunk_expect.xml"
     template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
     scenario_file.write_text(template.replace("EXPECTED_STATUS", status))
@@ -93,8 +125,9 @@ def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) 
             run_sipp(_phone_args(phone_port, phone_scenario, free_port("127.0.0.3")))
         )
         await asyncio.sleep(0.3)
-        trunk = await run_sipp(_trunk_args(server, trunk_port, scenario_file,
-                                           free_port("127.0.0.2")))
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
+        )
         return trunk, await phone, server
 
     trunk, phone, server = run_async(lambda: _with_server(config, scenario))
@@ -102,3 +135,109 @@ def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) 
     assert phone.returncode == 0, phone.stdout + phone.stderr
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs  # media of the failed call was released
+
+
+def test_outbound_call_phone_authenticates_then_reaches_trunk(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        # SIPp's phone_uas plays the carrier here: it answers on the trunk address.
+        trunk = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_uas.xml"),
+                    "-i",
+                    "127.0.0.2",
+                    "-p",
+                    str(trunk_port),
+                    "-mp",
+                    str(free_port("127.0.0.2")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        await asyncio.sleep(0.3)
+        host, sip_port = server.sip_address
+        phone = await run_sipp(
+            [
+                "-sf",
+                str(SIPP_DIR / "phone_uac_auth.xml"),
+                "-s",
+                "+4989123456",
+                "-au",
+                "1000",
+                "-ap",
+                "pw1000",
+                "-i",
+                "127.0.0.3",
+                "-p",
+                str(phone_port),
+                "-mp",
+                str(free_port("127.0.0.3")),
+                "-m",
+                "1",
+                f"{host}:{sip_port}",
+            ]
+        )
+        return phone, await trunk, server
+
+    phone, trunk, server = run_async(lambda: _with_server(config, scenario))
+    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    assert server.switch.stats.auth_challenges == 1
+    assert server.switch.stats.calls_started == 1
+    assert server.switch.stats.calls_ended == 1
+
+
+def test_cancel_while_ringing_reaches_the_phone(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        phone = asyncio.create_task(
+            run_sipp(_phone_args(phone_port, "phone_ring_cancel.xml", free_port("127.0.0.3")))
+        )
+        await asyncio.sleep(0.3)
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_cancel.xml", free_port("127.0.0.2"))
+        )
+        return trunk, await phone, server
+
+    trunk, phone, server = run_async(lambda: _with_server(config, scenario))
+    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert server.switch.stats.calls_ended == 1
+    assert not server.relay.legs
+
+
+def test_unknown_number_from_trunk_and_unregistered_phone(tmp_path: Path) -> None:
+    # Extension 1000 has no static contact and never registered: 480, media released.
+    trunk_port = free_port("127.0.0.2")
+    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port), phones={"1000": ""})
+    scenario_file = tmp_path / "trunk_expect.xml"
+    scenario_file.write_text(
+        (SIPP_DIR / "trunk_expect_status.xml.in").read_text().replace("EXPECTED_STATUS", "480")
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
+        )
+        return trunk, server
+
+    trunk, server = run_async(lambda: _with_server(config, scenario))
+    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    assert server.switch.stats.calls_rejected == 1
+    assert not server.relay.legs

@@ -60,8 +60,8 @@ class SipConfig:
     t1_ms: int = 500  # RFC 3261 timers T1, T2, T4
     t2_ms: int = 4000
     t4_ms: int = 5000
-    # Challenge order (RFC 8760: most preferred first). Some clients (SIPp) only read the
-    # first challenge and know only MD5: list MD5 first for them.
+    # Challenge order (RFC 8760: most preferred first). Clients that read only one
+    # challenge and know only MD5 (SIPp takes the last) need ("MD5",).
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 

@@ -62,7 +62,12 @@ async def start_server(config: Config) -> Server:
     )
     media = RelayMediaControl(relay, config.rtp.public_address)
     nonces = NonceFactory(secrets.token_bytes(32), NONCE_LIFETIME_S)
-    registrar = Registrar(config.extensions, realm=config.sip.realm, nonces=nonces)
+    registrar = Registrar(
+        config.extensions,
+        realm=config.sip.realm,
+        nonces=nonces,
+        algorithms=config.sip.digest_algorithms,
+    )
     timers = TimerConfig(
         t1=config.sip.t1_ms / 1000, t2=config.sip.t2_ms / 1000, t4=config.sip.t4_ms / 1000
     )

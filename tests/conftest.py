@@ -67,12 +67,14 @@ def write_office(
     phones: dict[str, str] | None = None,
     mode: str = "off",
     extra: str = "",
+    sip_extra: str = "",
 ) -> Path:
     """A loopback office config: the B2BUA on 127.0.0.1 (port chosen by the OS)."""
     phones = phones if phones is not None else {"1000": "sip:1000@127.0.0.3:5070"}
     lines = [
         "[sip]",
         'listen = "127.0.0.1:0"',
+        sip_extra,
         "[rtp]",
         'ports = "31000-31999"',
         "inactivity_timeout_s = 30",

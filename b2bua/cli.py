@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="the .wav.age (or .wav.age.part) file")
     p.add_argument("output", help="the WAV to write")
     p.set_defaults(func=_cmd_decrypt)
+
+    from b2bua.archive.commands import register as register_archive
+
+    register_archive(sub)
     return parser
 
 

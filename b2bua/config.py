@@ -121,6 +121,9 @@ class RecordingConfig:
     directory: Path = Path("recordings")
     public_key: str | Path | None = None  # an age1... recipient, or a file of them
     retention_days: int = 30
+    # Overrides of retention_days: (direction, days) and (extension number, days).
+    retention_by_direction: tuple[tuple[str, int], ...] = ()
+    retention_by_extension: tuple[tuple[str, int], ...] = ()
     pause_code: str = "*1"
     mute_inband_dtmf: bool = True
 
@@ -264,6 +267,18 @@ _RECORDING = {
     "directory": _Key(_STR, "recordings", cv.file_path(must_exist=False)),
     "public_key": _Key(_STR, None, cv.public_key),  # required unless mode = "off"
     "retention_days": _Key((int,), 30, cv.int_between(1, 1825)),
+    "retention_by_direction": _Key(
+        (dict,),
+        {},
+        cv.days_table(lambda k: k in ("inbound", "outbound", "internal"), "a direction"),
+    ),
+    "retention_by_extension": _Key(
+        (dict,),
+        {},
+        cv.days_table(
+            lambda k: cv.EXTENSION_NUMBER.fullmatch(k) is not None, "an extension number"
+        ),
+    ),
     "pause_code": _Key(_STR, "*1", cv.dtmf(8)),
     "mute_inband_dtmf": _Key((bool,), True),
 }

@@ -247,6 +247,24 @@ def networks(value: list[Any], _ctx: Context) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+def days_table(key_check: Callable[[str], bool], what: str) -> Check:
+    """A table of name -> retention days (1..1825), e.g. {inbound = 7} or {"1000" = 90}."""
+
+    def check(value: dict[str, Any], _ctx: Context) -> tuple[tuple[str, int], ...]:
+        out: list[tuple[str, int]] = []
+        for name, days in value.items():
+            if not key_check(name):
+                raise InvalidValueError(f"{name!r} is not {what}", f".{toml_key(name)}")
+            if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 1825:
+                raise InvalidValueError(
+                    f"must be a whole number of days, 1..1825 (got {days!r})", f".{toml_key(name)}"
+                )
+            out.append((name, days))
+        return tuple(out)
+
+    return check
+
+
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 
 

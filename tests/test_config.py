@@ -531,3 +531,29 @@ def test_error_paths_render_like_the_spec() -> None:
     assert (err.path, err.key, err.problem) == (Path("office.toml"), "extension[1].contact", "bad")
     assert str(ConfigError("office.toml", "", "cannot read")) == "office.toml: cannot read"
     assert copy.copy(err).key == "extension[1].contact"
+
+
+def test_retention_overrides_by_direction_and_extension(tmp_path: Path) -> None:
+    data = edited("recording.retention_by_direction", {"inbound": 7, "outbound": 90})
+    data["recording"]["retention_by_extension"] = {"1000": 365}
+    config = parse_config(data, tmp_path / "office.toml")
+    assert config.recording.retention_by_direction == (("inbound", 7), ("outbound", 90))
+    assert config.recording.retention_by_extension == (("1000", 365),)
+    assert parse_config(base(), tmp_path / "office.toml").recording.retention_by_direction == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "where", "problem"),
+    [
+        ("retention_by_direction", {"sideways": 7}, "retention_by_direction.sideways", "not a direction"),
+        ("retention_by_direction", {"inbound": 0}, "retention_by_direction.inbound", "1..1825"),
+        ("retention_by_extension", {"10a": 7}, "retention_by_extension.10a", "not an extension"),
+        ("retention_by_extension", {"1000": "7"}, "retention_by_extension.1000", "whole number"),
+    ],
+)
+def test_retention_override_errors(
+    tmp_path: Path, key: str, value: object, where: str, problem: str
+) -> None:
+    err = error_of(edited(f"recording.{key}", value), tmp_path / "office.toml")
+    assert err.key == f"recording.{where}"
+    assert problem in err.problem

@@ -7,6 +7,13 @@ identity is copied into B or back (only the caller's number and display name, an
 SDP, rewritten to point at our relay). Each leg also has its own relay port pair, and
 the relay bridges them once B answers.
 
+Consent (see consent.py) changes when each leg is answered. Inbound with consent asked,
+we answer A ourselves (state ANNOUNCING), the prompt plays to the caller, and only the
+consent machine's ConnectOffice sends B's INVITE; B's answer is then bridged to the
+already answered A. Outbound, B (the external party) is answered and ACKed as usual but
+A keeps ringing in ANNOUNCING until ConnectOffice answers it. Recording, prompts and
+digits are delegated to `CallServices.recording` (the media side, recording_hub.py).
+
 Every input is a `CallInput` applied through `TABLE`, a dict of `(CallState, CallInput)
 -> (handler, next state)`. A pair the table lacks is a protocol error: it is counted and
 answered where SIP needs an answer, never passed over silently. Handlers only talk to
@@ -23,12 +30,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from b2bua.consent import (
+    Action,
+    ConnectOffice,
+    ConsentDecided,
+    ConsentMachine,
+    ConsentRecord,
+    Hangup,
+    PauseRecording,
+    PlayPrompt,
+    ResumeRecording,
+    StartRecording,
+    StopPrompt,
+    StopRecording,
+)
 from b2bua.dialog import Dialog
 from b2bua.errors import SipError
+from b2bua.info_dtmf import parse_info_dtmf
 from b2bua.headers import Address, Headers, Via
-from b2bua.media_control import MediaControl, MediaLeg, media_target
+from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
-from b2bua.sdp import anchor, parse_sdp
+from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp
 from b2bua.transaction import create_cancel, new_branch
 from b2bua.uri import URI
 
@@ -36,9 +58,11 @@ log = logging.getLogger("b2bua.call")
 
 Addr = tuple[str, int]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
+CODECS = ("PCMU", "PCMA", "telephone-event")
 
 
 class CallState(enum.Enum):
+    ANNOUNCING = "announcing"  # the external party is answered and hears the prompt
     CALLING = "calling"  # B's INVITE sent, nothing back yet
     EARLY = "early"  # B sent a provisional; relayed to A
     ANSWERED = "answered"  # B answered; our 200 to A waits for A's ACK
@@ -58,6 +82,7 @@ class CallInput(enum.Enum):
     B_BYE = "b_bye"
     HANGUP = "hangup"  # our own decision: media timeout, call too long, shutdown
     BYE_DONE = "bye_done"  # a BYE we sent was answered or timed out
+    CONNECT_OFFICE = "connect_office"  # consent machine: go ahead with the office leg
 
 
 class Side(enum.Enum):
@@ -80,6 +105,7 @@ class CallServices(Protocol):
 
     local: Addr  # our SIP address (Via, Contact)
     media: MediaControl
+    recording: RecordingControl | None  # None: nothing is ever announced or recorded
 
     def send_request(
         self, call: Call, side: Side, request: Request, dest: Addr, transport: str, now: float
@@ -123,6 +149,11 @@ class Call:
     b_invite: Request | None = None
     b_invite_key: str = ""
     a_remote: Addr | None = None  # A's RTP address from its offer
+    consent: ConsentMachine | None = None
+    consent_first: bool = False  # the external party is asked before the office joins
+    consent_record: ConsentRecord | None = None
+    a_answered: bool = False  # our 2xx went to A (early when we answer for consent)
+    a_answer_body: bytes = b""  # outbound with consent: A's answer, sent on connect
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: str = ""
@@ -142,9 +173,14 @@ class Call:
         target: Target,
         direction: str,
         now: float,
+        consent: ConsentMachine | None = None,
     ) -> Call:
-        """Opens both media legs and sends B's INVITE; SipError if the offer is bad."""
-        offer = parse_sdp(invite.body) if invite.body else None
+        """Opens the media legs and starts the call; SipError if the offer is bad.
+
+        Inbound with consent asked: A is answered at once and the prompt starts on its
+        ACK. Otherwise B's INVITE goes out now with A's offer anchored to our relay.
+        """
+        sdp_offer = parse_sdp(invite.body) if invite.body else None
         call = cls(
             services=services,
             a_invite=invite,
@@ -155,23 +191,89 @@ class Call:
             target=target,
             direction=direction,
             started_at=now,
+            consent=consent,
         )
+        hub = services.recording
+        if hub is None or direction == "internal":
+            call.consent = consent = None  # internal calls have no external party to ask
+        asking = consent is not None and consent.mode != "off" and consent.employee_consent
+        call.consent_first = asking
         call.a.peer, call.a.transport = source, transport
         media = services.media
         call.a.media = media.open_leg(call.id + "-a", services.media_inactive)
+        if sdp_offer is not None:
+            call.a_remote, fmt, _hold = media_target(sdp_offer)
+            call.a.media.set_remote(call.a_remote, fmt)
+        if asking and direction == "inbound":
+            call._answer_a_for_consent(sdp_offer, now)
+            return call
         call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
         body = b""
-        if offer is not None:
-            remote, fmt, _hold = media_target(offer)
-            call.a_remote = remote
-            call.a.media.set_remote(remote, fmt)
-            body = anchor(offer, media.ip, [call.b.media.port]).to_bytes()
-        call.b_invite = call._build_b_invite(body)
-        call.b.peer, call.b.transport = target.destination, target.transport
-        call.b_invite_key = services.send_request(
-            call, Side.B, call.b_invite, target.destination, target.transport, now
-        )
+        if sdp_offer is not None:
+            body = anchor(sdp_offer, media.ip, [call.b.media.port]).to_bytes()
+        call._send_b_invite(body, now)
+        if hub is not None and consent is not None:
+            external, office = (
+                (call.a.media, call.b.media)
+                if direction == "inbound"
+                else (call.b.media, call.a.media)
+            )
+            call._open_recording(external, office)
+            if not asking:
+                # Not asked (mode off or no employee consent): documented right away.
+                call._apply(consent.start(now), now)
         return call
+
+    def _open_recording(self, external: MediaLeg, office: MediaLeg | None) -> None:
+        hub = self.services.recording
+        assert hub is not None
+        caller = self.a_invite.from_addr.uri.user or "anonymous"
+        extension = self.target.to_user if self.direction == "inbound" else caller
+        hub.open_call(
+            self.id,
+            external=external,
+            direction=self.direction,
+            caller=caller,
+            callee=self.target.to_user,
+            extension=extension,
+            sip_call_id=self.a_invite.call_id,
+        )
+        if office is not None:
+            hub.set_office_leg(self.id, office)
+
+    def _answer_a_for_consent(self, sdp_offer: SessionDescription | None, now: float) -> None:
+        """Inbound: we answer the caller ourselves so the announcement can play."""
+        if sdp_offer is None:
+            raise SipError(488, "Not Acceptable Here", "an offer is needed to announce")
+        assert self.a.media is not None
+        ours = answer(
+            sdp_offer,
+            CODECS,
+            self.services.media.ip,
+            self.a.media.port,
+            session_id=secrets.randbelow(2**31),
+        )
+        _, fmt, _ = media_target(ours)
+        self.a.media.set_remote(self.a_remote, fmt)
+        self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
+        headers = [
+            ("Contact", str(self._contact())),
+            ("Allow", ALLOW),
+            ("Content-Type", "application/sdp"),
+        ]
+        self._respond_a(200, now, headers=headers, body=ours.to_bytes())
+        self.a.dialog.confirm()
+        self.a_answered = True
+        self.answered_at = now
+        self.state = CallState.ANNOUNCING
+        self._open_recording(self.a.media, None)
+
+    def _send_b_invite(self, body: bytes, now: float) -> None:
+        self.b_invite = self._build_b_invite(body)
+        self.b.peer, self.b.transport = self.target.destination, self.target.transport
+        self.b_invite_key = self.services.send_request(
+            self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
+        )
 
     def _contact(self) -> Address:
         host, port = self.services.local
@@ -220,8 +322,8 @@ class Call:
     # -- handlers (called through TABLE) ----------------------------------------------
     def _on_b_provisional(self, now: float, msg: Request | Response | None, key: str) -> None:
         assert isinstance(msg, Response)
-        if msg.status == 100:
-            return
+        if msg.status == 100 or self.a_answered:
+            return  # A answered already (consent asked first): nothing to relay
         body = self._anchored_for_a(msg.body) if msg.body else b""
         headers = [("Contact", str(self._contact()))]
         if body:
@@ -229,29 +331,179 @@ class Call:
         status = msg.status if msg.status in (180, 181, 182, 183) else 180
         self._respond_a(status, now, headers=headers, body=body)
 
-    def _on_b_success(self, now: float, msg: Request | Response | None, key: str) -> None:
-        assert isinstance(msg, Response)
+    def _confirm_b(self, msg: Response) -> None:
         assert self.b_invite is not None
         dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
         dialog.receive_response(msg)
         self.b.dialog = dialog
         ack = dialog.create_ack(msg, via=self._via(self.b.transport))
         self.services.send_ack(ack, self._b_next_hop(), self.b.transport)
-        self.answered_at = now
+
+    def _on_b_success(self, now: float, msg: Request | Response | None, key: str) -> None:
+        assert isinstance(msg, Response)
+        self._confirm_b(msg)
+        if self.a_answered:
+            # Inbound after consent: A is up; take B's answer and bridge.
+            remote, fmt, hold = (
+                media_target(parse_sdp(msg.body)) if msg.body else (None, None, False)
+            )
+            assert self.a.media is not None and self.b.media is not None
+            self.b.media.set_remote(remote, fmt)
+            if hold:
+                self.b.media.hold()
+            self.services.media.bridge(self.a.media, self.b.media)
+            self.state = CallState.CONFIRMED
+            return
         body = self._anchored_for_a(msg.body) if msg.body else b""
+        if self.consent_first:
+            # Outbound: the external party hears the prompt before A is answered.
+            self.a_answer_body = body
+            self.state = CallState.ANNOUNCING
+            assert self.consent is not None
+            self._apply(self.consent.start(now), now)
+            return
+        self._answer_a(now, body)
+
+    def _answer_a(self, now: float, body: bytes) -> None:
+        self.answered_at = now
         headers = [("Contact", str(self._contact())), ("Allow", ALLOW)]
         if body:
             headers.append(("Content-Type", "application/sdp"))
         self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
         self._respond_a(200, now, headers=headers, body=body)
         self.a.dialog.confirm()
+        self.a_answered = True
         if self.a.media is not None and self.b.media is not None:
             self.services.media.bridge(self.a.media, self.b.media)
 
     def _on_b_failure(self, now: float, msg: Request | Response | None, key: str) -> None:
         status = msg.status if isinstance(msg, Response) else 408
+        self.end_reason = f"callee answered {status}"
+        if self.a_answered:
+            # The caller was answered for the announcement: end its dialog with BYE.
+            self.state = CallState.ENDING
+            self._send_bye(Side.A, now)
+            return
         self._respond_a(map_failure(status), now)
-        self._finish(now, f"callee answered {status}")
+        self._finish(now, self.end_reason)
+
+    # -- the consent phase ---------------------------------------------------------------
+    def _on_announce_ack(self, now: float, msg: Request | Response | None, key: str) -> None:
+        assert self.consent is not None
+        self._apply(self.consent.start(now), now)
+
+    def _on_connect_office(self, now: float, msg: Request | Response | None, key: str) -> None:
+        media = self.services.media
+        if self.direction == "inbound":
+            self.b.media = media.open_leg(self.id + "-b", self.services.media_inactive)
+            hub = self.services.recording
+            if hub is not None:
+                hub.set_office_leg(self.id, self.b.media)
+            assert self.a.media is not None
+            codec = getattr(self.a.media, "fmt", None)
+            first = codec.encoding if codec is not None else "PCMU"
+            codecs = (first, "PCMA" if first == "PCMU" else "PCMU")
+            sdp = offer(
+                media.ip, self.b.media.port, codecs=codecs, session_id=secrets.randbelow(2**31)
+            )
+            self.state = CallState.CALLING
+            self._send_b_invite(sdp.to_bytes(), now)
+        else:
+            self.state = CallState.ANSWERED
+            self._answer_a(now, self.a_answer_body)
+
+    def _on_hangup_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
+        if self.direction == "outbound" and not self.a_answered:
+            self._respond_a(603, now)  # the external party declined: the office hears why
+        for side in (Side.A, Side.B):
+            leg = self._leg(side)
+            if leg.dialog is not None and not leg.dialog.terminated:
+                self._send_bye(side, now)
+        if not any(leg.bye_pending for leg in (self.a, self.b)):
+            self._finish(now, self.end_reason)
+
+    def _on_a_cancel_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
+        self._respond_a(487, now)
+        self.end_reason = "cancelled by caller"
+        self._send_bye(Side.B, now)
+
+    def _on_b_bye_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
+        self.end_reason = "external party hung up"
+        if not self.a_answered:
+            self._respond_a(480, now)
+        self._on_bye_from(Side.B, now)
+
+    def _on_a_bye_before_b(self, now: float, msg: Request | Response | None, key: str) -> None:
+        # A (answered for the announcement) hung up while B rings: cancel B.
+        self.end_reason = "a hung up"
+        self._on_a_cancel_quiet(now)
+
+    def _apply(self, actions: list[Action], now: float) -> None:
+        """Carries out the consent machine's actions, in order."""
+        hub = self.services.recording
+        for action in actions:
+            if isinstance(action, ConsentDecided):
+                self.consent_record = action.record
+                if hub is not None:
+                    hub.consent_decided(self.id, action.record)
+            elif hub is None:
+                continue
+            elif isinstance(action, PlayPrompt):
+                hub.play(self.id, action.name, now)
+            elif isinstance(action, StopPrompt):
+                hub.stop_prompt(self.id)
+            elif isinstance(action, StartRecording):
+                hub.start_recording(self.id, now, self._metadata())
+            elif isinstance(action, StopRecording):
+                hub.stop_recording(self.id, now)
+            elif isinstance(action, PauseRecording):
+                hub.pause(self.id, now)
+            elif isinstance(action, ResumeRecording):
+                hub.resume(self.id, now)
+            elif isinstance(action, ConnectOffice):
+                if self.consent_first and self.state is CallState.ANNOUNCING:
+                    self.feed(CallInput.CONNECT_OFFICE, now)
+            elif isinstance(action, Hangup):
+                self.hangup(f"consent {action.reason}", now)
+
+    def _metadata(self) -> dict[str, object]:
+        record = self.consent_record
+        return {
+            "call_id": self.a_invite.call_id,
+            "direction": self.direction,
+            "caller": self.a_invite.from_addr.uri.user,
+            "callee": self.target.to_user,
+            "consent": None
+            if record is None
+            else {
+                "mode": record.mode,
+                "result": str(record.result),
+                "digit": record.digit,
+                "method": record.method,
+                "prompt_sha256": record.prompt_sha256,
+                "language": record.language,
+            },
+        }
+
+    def on_digit(self, digit: str, method: str, side: str, now: float) -> None:
+        if self.consent is not None and self.state is not CallState.ENDED:
+            self._apply(
+                self.consent.digit(
+                    digit, method, now, "office" if side == "office" else "external"
+                ),
+                now,
+            )
+
+    def on_prompt_finished(self, now: float) -> None:
+        if self.consent is not None and self.state is not CallState.ENDED:
+            self._apply(self.consent.prompt_finished(now), now)
+
+    def get_timer(self) -> float | None:
+        return None if self.consent is None else self.consent.get_timer()
+
+    def on_timer(self, now: float) -> None:
+        if self.consent is not None:
+            self._apply(self.consent.timer(now), now)
 
     def _on_a_ack(self, now: float, msg: Request | Response | None, key: str) -> None:
         pass  # the 2xx retransmission is stopped by the transaction layer
@@ -384,6 +636,11 @@ class Call:
         self.state = CallState.ENDED
         self.ended_at = now
         self.end_reason = self.end_reason or reason
+        if self.consent is not None:
+            self._apply(self.consent.call_ended(now), now)
+        hub = self.services.recording
+        if hub is not None:
+            hub.call_ended(self.id, now, self.end_reason)
         media = self.services.media
         for leg in (self.a, self.b):
             if leg.media is not None:
@@ -408,7 +665,12 @@ class Call:
         if response.status < 200:
             self.feed(CallInput.B_PROVISIONAL, now, response)
         elif response.status < 300:
-            if self.state in (CallState.ANSWERED, CallState.CONFIRMED, CallState.ENDING):
+            if self.state in (
+                CallState.ANSWERED,
+                CallState.CONFIRMED,
+                CallState.ENDING,
+                CallState.ANNOUNCING,
+            ):
                 return  # a retransmitted 2xx: the dialog re-ACKs below
             self.feed(CallInput.B_SUCCESS, now, response)
         else:
@@ -452,8 +714,18 @@ class Call:
             self.feed(CallInput.A_BYE if side is Side.A else CallInput.B_BYE, now, request)
         elif method in ("INVITE", "UPDATE"):
             self._relay_reinvite(side, request, key, now)
-        elif method in ("INFO", "OPTIONS", "NOTIFY"):
-            # INFO carries DTMF (consent reads it later); nothing is forwarded.
+        elif method == "INFO":
+            # DTMF by SIP INFO is consent input; it is never forwarded to the other side.
+            try:
+                info = parse_info_dtmf(request.headers.get("Content-Type"), request.body)
+            except SipError as exc:
+                self.services.send_response(key, make_response(request, exc.status), now)
+                return
+            self.services.send_response(key, make_response(request, 200), now)
+            if info is not None:
+                external = Side.A if self.direction == "inbound" else Side.B
+                self.on_digit(info.digit, "info", "external" if side is external else "office", now)
+        elif method in ("OPTIONS", "NOTIFY"):
             self.services.send_response(key, make_response(request, 200), now)
         else:
             self.services.send_response(
@@ -553,6 +825,16 @@ Handler = Callable[[Call, float, "Request | Response | None", str], None]
 S, I = CallState, CallInput  # noqa: E741 -- the table reads better short
 
 TABLE: dict[tuple[CallState, CallInput], tuple[Handler, CallState]] = {
+    (S.ANNOUNCING, I.A_ACK): (Call._on_announce_ack, S.ANNOUNCING),
+    (S.ANNOUNCING, I.CONNECT_OFFICE): (Call._on_connect_office, S.ANNOUNCING),  # handler moves on
+    (S.ANNOUNCING, I.HANGUP): (Call._on_hangup_announcing, S.ENDING),
+    (S.ANNOUNCING, I.A_BYE): (Call._on_a_bye, S.ENDING),
+    (S.ANNOUNCING, I.B_BYE): (Call._on_b_bye_announcing, S.ENDING),
+    (S.ANNOUNCING, I.A_CANCEL): (Call._on_a_cancel_announcing, S.ENDING),
+    (S.ANNOUNCING, I.BYE_DONE): (Call._on_bye_done, S.ENDED),
+    (S.CALLING, I.A_BYE): (Call._on_a_bye_before_b, S.CANCELLING),
+    (S.EARLY, I.A_BYE): (Call._on_a_bye_before_b, S.CANCELLING),
+    (S.CANCELLING, I.A_ACK): (Call._noop, S.CANCELLING),
     (S.CALLING, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),
     (S.EARLY, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),
     (S.CALLING, I.B_SUCCESS): (Call._on_b_success, S.ANSWERED),

@@ -9,9 +9,10 @@ integration tests the real relay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+from b2bua.consent import ConsentRecord
 from b2bua.sdp import SessionDescription, direction, rtpmap
 from rtp.relay import Bridge, MediaFormat, MediaRelay, RelayLeg
 
@@ -39,6 +40,40 @@ class MediaControl(Protocol):
     def bridge(self, a: MediaLeg, b: MediaLeg) -> None: ...
 
     def unbridge(self, a: MediaLeg) -> None: ...
+
+
+class RecordingControl(Protocol):
+    """The media side of consent and recording (implemented by recording_hub.py)."""
+
+    def open_call(
+        self,
+        call_id: str,
+        *,
+        external: Any,
+        direction: str,
+        caller: str,
+        callee: str,
+        extension: str | None,
+        sip_call_id: str,
+    ) -> None: ...
+
+    def set_office_leg(self, call_id: str, office: Any) -> None: ...
+
+    def play(self, call_id: str, name: str, now: float) -> None: ...
+
+    def stop_prompt(self, call_id: str) -> None: ...
+
+    def consent_decided(self, call_id: str, record: ConsentRecord) -> None: ...
+
+    def start_recording(self, call_id: str, now: float, metadata: Mapping[str, Any]) -> None: ...
+
+    def stop_recording(self, call_id: str, now: float) -> object: ...
+
+    def pause(self, call_id: str, now: float) -> None: ...
+
+    def resume(self, call_id: str, now: float) -> None: ...
+
+    def call_ended(self, call_id: str, now: float, reason: str) -> object: ...
 
 
 class RelayMediaControl:

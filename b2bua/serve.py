@@ -4,20 +4,33 @@ Theory of operation: load the config (errors exit 2 before anything binds), bind
 SIP transport and the RTP relay, run the switch through a CoreRunner, and stop cleanly on
 SIGTERM or SIGINT. The relay runs on the same (uvloop) event loop; its inactivity
 callbacks wake the runner so the switch can end silent calls.
+
+The guard (b2bua/guard.py) screens every source: the transport asks it before parsing,
+the switch before handling, and the registrar reports failed digest checks to it.
+Shutdown drains: new calls get 503 while running calls may finish for
+`security.drain_s`; whatever still runs then is ended with BYE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import os
 import secrets
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+from b2bua.archive.catalog import Catalog
+from b2bua.archive.recovery import recover
+from b2bua.archive.retention import RetentionPolicy, run_sweeper
 from b2bua.auth import NonceFactory
-from b2bua.config import Config
+from b2bua.config import Config, IPNetwork
+from b2bua.guard import Guard
 from b2bua.media_control import RelayMediaControl
+from b2bua.recording_hub import RecordingHub, load_prompts
 from b2bua.registrar import Registrar
 from b2bua.runner import CoreRunner
 from b2bua.switch import Switch
@@ -27,6 +40,8 @@ from rtp.relay import MediaRelay, PortAllocator, new_event_loop
 log = logging.getLogger("b2bua.serve")
 
 NONCE_LIFETIME_S = 300.0
+SWEEP_INTERVAL_S = 3600.0
+DRAIN_POLL_S = 0.1
 
 
 @dataclass
@@ -37,18 +52,46 @@ class Server:
     switch: Switch
     runner: CoreRunner
     relay: MediaRelay
+    hub: RecordingHub | None = None
+    catalog: Catalog | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    guard: Guard = field(init=False)
+
+    def __post_init__(self) -> None:
+        guard = self.switch.guard
+        assert guard is not None, "start_server sets the guard"
+        self.guard = guard
 
     @property
     def sip_address(self) -> tuple[str, int]:
         return self.runner.transport.local
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuses new calls (503) and waits up to `timeout` for running calls to end;
+        True when none is left. `close()` afterwards ends the rest with BYE."""
+        self.guard.draining = True
+        log.info("event=draining calls=%d timeout_s=%g", len(self.switch.calls), timeout)
+        deadline = self.runner.now() + timeout
+        # Bounded: one poll per DRAIN_POLL_S until the deadline.
+        while self.switch.calls and self.runner.now() < deadline:
+            await asyncio.sleep(min(DRAIN_POLL_S, max(0.0, deadline - self.runner.now())))
+        return not self.switch.calls
 
     async def close(self) -> None:
         for call in list(self.switch.calls.values()):
             call.hangup("shutdown", self.runner.now())
         self.runner.flush()
         await asyncio.sleep(0)  # let the BYEs leave
+        if self.hub is not None:
+            await self.hub.close(self.runner.now())  # seals every recording
+        for task in self.background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.runner.close()
         self.relay.close()
+        if self.catalog is not None:
+            self.catalog.close()
 
 
 async def start_server(config: Config) -> Server:
@@ -68,13 +111,58 @@ async def start_server(config: Config) -> Server:
         nonces=nonces,
         algorithms=config.sip.digest_algorithms,
     )
+
+    def registered_sources(now: float) -> list[str]:
+        return [
+            binding.source[0]
+            for ext in config.extensions
+            for binding in registrar.lookup(ext.number, now)
+            if not binding.is_static
+        ]
+
+    wall_offset = time.time() - loop.time()  # for the ISO times in ban log lines
+    static_hosts = [
+        binding.source[0]
+        for ext in config.extensions
+        for binding in registrar.lookup(ext.number, loop.time())
+        if binding.is_static
+    ]
+    trunk_networks = (*config.trunk.inbound_from, *_networks_of(config.trunk.host[0]))
+    guard = Guard(
+        config.security,
+        trunk_networks=trunk_networks,
+        static_hosts=static_hosts,
+        registered_sources=registered_sources,
+        wall_clock=lambda now: now + wall_offset,
+    )
+    registrar.on_auth_failure = lambda ip, user: guard.auth_failed(ip, user, loop.time())
     timers = TimerConfig(
         t1=config.sip.t1_ms / 1000, t2=config.sip.t2_ms / 1000, t4=config.sip.t4_ms / 1000
     )
     host, port = config.sip.listen
     public = config.sip.public_address
-    switch = Switch(config, registrar, media, (public or host, port), timers=timers)
+    hub, catalog, background = _start_recording(config)
+    switch = Switch(
+        config,
+        registrar,
+        media,
+        (public or host, port),
+        timers=timers,
+        recording=hub,
+        prompt_sha256=hub.prompt_sha256 if hub is not None else None,
+    )
+    if hub is not None:
+        hub.on_event = lambda ev: switch.media_event(
+            ev.call_id, ev.kind, ev.at, ev.digit, ev.method, ev.side
+        )
+    switch.guard = guard
     runner = CoreRunner(switch, max_message_size=config.sip.max_message_size)
+    sip = runner.transport
+    sip.tcp_idle_s = config.sip.tcp_idle_s
+    sip.accept_source = lambda ip: guard.admits(ip, loop.time())
+    sip.max_headers = config.security.max_headers
+    sip.max_tcp_connections = config.security.max_tcp_connections
+    sip.max_tcp_connections_per_source = config.security.max_tcp_connections_per_source
     bound = await runner.start(host, port)
     if port == 0:
         switch.local = (public or bound[0], bound[1])
@@ -84,7 +172,35 @@ async def start_server(config: Config) -> Server:
 
     switch.wakeup = wakeup
     log.info("event=listening sip=%s:%d rtp=%s", bound[0], bound[1], config.rtp.bind)
-    return Server(config, switch, runner, relay)
+    return Server(config, switch, runner, relay, hub, catalog, background)
+
+
+def _start_recording(
+    config: Config,
+) -> tuple[RecordingHub | None, Catalog | None, list[asyncio.Task[None]]]:
+    """Catalog, crash recovery, retention sweeper and the recording hub (mode != off)."""
+    rec = config.recording
+    if rec.mode == "off":
+        return None, None, []
+    directory = rec.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    policy = RetentionPolicy.from_config(rec)
+    catalog = Catalog.open(directory, policy=policy)
+    for item in recover(catalog, time.time()):
+        log.warning("event=recovered_recording detail=%s", item)
+    catalog.audit.log_config(config.path, "system", "serve")
+    hub = RecordingHub(
+        directory=directory,
+        recipients=rec.recipients(),
+        prompts=load_prompts(rec.language, rec.announcement),
+        catalog=catalog,
+        mute_inband_dtmf=rec.mute_inband_dtmf,
+    )
+    hub.start()
+    sweeper = asyncio.get_running_loop().create_task(
+        run_sweeper(lambda: Catalog.open(directory, policy=policy), interval_s=SWEEP_INTERVAL_S)
+    )
+    return hub, catalog, [sweeper]
 
 
 async def _serve_forever(config: Config) -> int:
@@ -99,8 +215,24 @@ async def _serve_forever(config: Config) -> int:
         flush=True,
     )
     await stop.wait()
+    # A second signal during the drain ends the calls at once.
+    stop.clear()
+    drained = asyncio.create_task(server.drain(config.security.drain_s))
+    second = asyncio.create_task(stop.wait())
+    await asyncio.wait({drained, second}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (drained, second):
+        task.cancel()
+    log.info("event=shutdown calls_left=%d", len(server.switch.calls))
     await server.close()
     return 0
+
+
+def _networks_of(host: str) -> list[IPNetwork]:
+    """The trunk host as a network when it is an IP literal (its replies are no strangers)."""
+    try:
+        return [ipaddress.ip_network(host)]
+    except ValueError:
+        return []
 
 
 def serve(config: Config) -> int:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from b2bua.call import ALLOW, Call, CallServices, Side, Target
 from b2bua.config import Config
+from b2bua.consent import ConsentMachine
 from b2bua.errors import SipError
+from b2bua.guard import Guard, Verdict
+from b2bua.media_control import MediaControl, RecordingControl
 from b2bua.message import Message, Request, Response, make_response
-from b2bua.media_control import MediaControl
 from b2bua.registrar import Registrar
 from b2bua.router import Router
 from b2bua.transaction import (
@@ -71,8 +73,12 @@ class Switch:
         local: Addr,
         *,
         timers: TimerConfig | None = None,
+        recording: RecordingControl | None = None,
+        prompt_sha256: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.recording = recording
+        self.prompt_sha256 = prompt_sha256 or {}
         self.registrar = registrar
         self.router = Router(config)
         self.media = media
@@ -86,19 +92,65 @@ class Switch:
         self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
         self._tcp_peers: set[Addr] = set()
         self._inactive_legs: list[str] = []
+        self._media_events: list[tuple[str, str, float, str, str, str]] = []
         self._services = _Services(self)
+        self.guard: Guard | None = None  # per-source limits and bans (serve.py sets it)
 
     # -- SipCore ----------------------------------------------------------------------
     def receive(self, message: Message, source: Addr, transport: str, now: float) -> None:
+        verdict = self._screen(message, source[0], now)
+        if verdict is Verdict.DROP:
+            return  # silently: a banned source or a stranger learns nothing
         reliable = transport != "UDP"
         if reliable:
             self._tcp_peers.add(source)
         events = self.layer.receive_message(message, source, now, reliable=reliable)
+        if verdict is Verdict.REJECT_503:
+            for event in events:  # a retransmission gives no event: the layer re-sends
+                if isinstance(event, RequestReceived):
+                    busy = make_response(event.request, 503, headers=[("Retry-After", "30")])
+                    self._respond(event.key, busy, now)
+            return
         self._dispatch(events, source, transport, now)
+
+    def _screen(self, message: Message, ip: str, now: float) -> Verdict:
+        """The guard's verdict (b2bua/guard.py); ALLOW when no guard is set."""
+        if self.guard is None:
+            return Verdict.ALLOW
+        method = message.method if isinstance(message, Request) else None
+        new_dialog = method is not None and message.to_addr.tag is None
+        from_source = 0
+        if new_dialog and method == "INVITE":
+            from_source = sum(1 for c in self.calls.values() if c.a.peer[0] == ip)
+        return self.guard.screen(
+            ip,
+            now,
+            method=method,
+            new_dialog=new_dialog,
+            in_call=message.call_id in self._by_call_id,
+            calls_total=len(self.calls),
+            calls_from_source=from_source,
+        )
 
     def handle_timer(self, now: float) -> None:
         self._dispatch(self.layer.handle_timer(now), ("", 0), "UDP", now)
         self.registrar.handle_timer(now)
+        events, self._media_events = self._media_events, []
+        for call_id, kind, at, digit, method, side in events:
+            call = self.calls.get(call_id)
+            if call is None:
+                continue
+            if kind == "digit":
+                log.info(
+                    "event=digit call=%s digit=%s method=%s side=%s", call_id, digit, method, side
+                )
+                call.on_digit(digit, method, side, max(at, now - 1.0))
+            elif kind == "prompt_finished":
+                call.on_prompt_finished(now)
+        for call in list(self.calls.values()):
+            deadline = call.get_timer()
+            if deadline is not None and deadline <= now:
+                call.on_timer(now)
         inactive, self._inactive_legs = self._inactive_legs, []
         for leg_id in inactive:
             call = self.calls.get(leg_id.rsplit("-", 1)[0])
@@ -113,8 +165,9 @@ class Switch:
 
     def get_timer(self) -> float | None:
         deadlines = [self.layer.get_timer(), self.registrar.get_timer()]
-        if self._inactive_legs:
+        if self._inactive_legs or self._media_events:
             return 0.0
+        deadlines.extend(call.get_timer() for call in self.calls.values())
         limit = self.config.rtp.max_call_s
         deadlines.extend(call.started_at + limit for call in self.calls.values())
         present = [d for d in deadlines if d is not None]
@@ -125,6 +178,20 @@ class Switch:
             (data, dest, "TCP" if dest in self._tcp_peers else "UDP")
             for data, dest in self.layer.datagrams_to_send()
         ]
+
+    def media_event(
+        self,
+        call_id: str,
+        kind: str,
+        at: float,
+        digit: str = "",
+        method: str = "",
+        side: str = "",
+    ) -> None:
+        """From the recording hub (I/O side): a digit or the end of a prompt."""
+        self._media_events.append((call_id, kind, at, digit, method, side))
+        if self.wakeup is not None:
+            self.wakeup()
 
     def media_inactive(self, leg_id: str) -> None:
         """From the relay (I/O side): a leg saw no RTP for the configured time."""
@@ -230,9 +297,18 @@ class Switch:
             self.stats.calls_rejected += 1
             self._respond(key, make_response(request, 480), now)
             return
+        office = route.target_extension if route.kind == "inbound" else extension
         try:
             call = Call.start(
-                self._services, request, key, source, transport, target, route.kind, now
+                self._services,
+                request,
+                key,
+                source,
+                transport,
+                target,
+                route.kind,
+                now,
+                consent=self._consent_for(office),
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -249,6 +325,24 @@ class Switch:
             route.kind,
             request.from_addr.uri.user,
             route.dialled,
+        )
+
+    def _consent_for(self, office_extension: str | None) -> ConsentMachine | None:
+        """A consent machine per call, with the office extension's employee consent."""
+        if self.recording is None:
+            return None
+        rec = self.config.recording
+        ext = self.config.extension(office_extension) if office_extension else None
+        return ConsentMachine(
+            rec.mode,
+            rec.consent_digit,
+            rec.decline_digit,
+            rec.consent_timeout_s,
+            rec.on_decline,
+            rec.language,
+            self.prompt_sha256,
+            employee_consent=ext is not None and ext.employee_consent,
+            pause_code=rec.pause_code,
         )
 
     def _target_for(
@@ -299,6 +393,10 @@ class _Services(CallServices):
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
         self.media = switch.media
+
+    @property
+    def recording(self) -> RecordingControl | None:  # type: ignore[override]
+        return self.switch.recording
 
     @property
     def local(self) -> Addr:  # type: ignore[override]

@@ -1,0 +1,342 @@
+"""The media side of consent and recording: prompts out, digits in, files and catalog.
+
+Theory of operation: the switch and its calls are sans-I/O; this hub is the adapter that
+does their media work off the forwarding path. One asyncio task ticks every 20 ms over
+all calls (`CallMedia`): it drains the call's relay tap, feeds the recorder (which reports
+RFC 4733 digits and, while recording, writes the stereo file), runs an in-band DTMF
+detector on the external party's audio while consent is being asked, and paces the
+announcement frames into the external leg. Digits and "prompt finished" go back to the
+switch as `HubEvent`s through `on_event`, which queues them for the switch's next timer
+run (the switch never sees this module's clock: it gets `now` from its runner, which
+uses the same loop clock).
+
+The catalog row of a call is written here too: created when the call reaches the
+consent step, then consent, recording start and end. The recording process only holds
+the public key: files are encrypted as they are written (media/writer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from b2bua.archive.catalog import Catalog
+from b2bua.consent import ConsentRecord
+from b2bua.recorder import LEFT, RIGHT, CallRecorder, DigitEvent, RecordingResult
+from media.announcement import Prompt, PromptPlayer, load_prompt, shipped_prompt
+from media.dtmf import InbandDtmfDetector
+from media.g711 import decoder_for, encoder_for
+from media.writer import WriterResult
+from rtp.relay import BoundedTap, MediaFormat, RelayLeg
+
+log = logging.getLogger("b2bua.recording")
+
+PROMPT_NAMES = ("consent", "announce", "thanks", "goodbye", "stopped")
+TICK_S = 0.02
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    call_id: str
+    kind: str  # digit | prompt_finished
+    at: float
+    digit: str = ""
+    method: str = ""
+    side: str = ""  # external | office
+
+
+def load_prompts(language: str, announcement: Path | None) -> dict[str, Prompt]:
+    """The shipped prompts of `language`; a custom announcement replaces consent/announce."""
+    prompts = {name: load_prompt(shipped_prompt(language, name), name) for name in PROMPT_NAMES}
+    if announcement is not None:
+        custom = load_prompt(announcement)
+        prompts["consent"] = custom
+        prompts["announce"] = custom
+    return prompts
+
+
+@dataclass
+class CallMedia:
+    """Per-call media work: one recorder, one tap, at most one prompt at a time."""
+
+    call_id: str
+    catalog_id: str | None
+    external: RelayLeg
+    office: RelayLeg | None
+    recorder: CallRecorder
+    tap: BoundedTap = field(default_factory=BoundedTap)
+    player: PromptPlayer | None = None
+    detector: InbandDtmfDetector | None = None
+    recording_path: Path | None = None
+    result: RecordingResult | None = None
+    formats: dict[int, MediaFormat] = field(default_factory=dict)  # as assigned, per side
+
+
+class RecordingHub:
+    """Consent media and recordings of all calls of one B2BUA process."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        recipients: tuple[str, ...],
+        prompts: Mapping[str, Prompt],
+        catalog: Catalog | None,
+        mute_inband_dtmf: bool = True,
+        on_event: Callable[[HubEvent], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.recipients = recipients
+        self.prompts = dict(prompts)
+        self.catalog = catalog
+        self.mute_inband_dtmf = mute_inband_dtmf
+        self.on_event = on_event
+        self.calls: dict[str, CallMedia] = {}
+        self.recordings_written = 0
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def prompt_sha256(self) -> dict[str, str]:
+        return {name: prompt.sha256 for name, prompt in self.prompts.items()}
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
+
+    async def close(self, now: float) -> None:
+        for call_id in list(self.calls):
+            self.call_ended(call_id, now, "shutdown")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        next_tick = loop.time()
+        while True:
+            next_tick += TICK_S
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            now = loop.time()
+            if now - next_tick > 10 * TICK_S:
+                next_tick = now  # fell far behind (a stall): do not burst to catch up
+            for media in list(self.calls.values()):
+                try:
+                    self._tick(media, now)
+                except Exception:
+                    # One call's media bug must not stop the others' recordings.
+                    log.exception("event=media_tick_error call=%s", media.call_id)
+
+    # -- per call ---------------------------------------------------------------------
+    def open_call(
+        self,
+        call_id: str,
+        *,
+        external: RelayLeg,
+        direction: str,
+        caller: str,
+        callee: str,
+        extension: str | None,
+        sip_call_id: str,
+    ) -> None:
+        """The call reached the consent step: catalog row, tap on the external leg."""
+        catalog_id = None
+        if self.catalog is not None:
+            catalog_id = self.catalog.new_call(
+                sip_call_id, direction, caller, callee, extension, time.time()
+            )
+        media = CallMedia(
+            call_id,
+            catalog_id,
+            external,
+            None,
+            CallRecorder(
+                call_id,
+                mute_inband_dtmf=self.mute_inband_dtmf,
+                on_digit=lambda d: self._digit(call_id, d),
+            ),
+        )
+        media.recorder.assign_leg(external.leg_id, LEFT, external.fmt)
+        media.formats[LEFT] = external.fmt
+        external.tap = media.tap
+        media.detector = InbandDtmfDetector()
+        self.calls[call_id] = media
+
+    def set_office_leg(self, call_id: str, office: RelayLeg) -> None:
+        media = self.calls.get(call_id)
+        if media is None:
+            return
+        media.office = office
+        media.recorder.assign_leg(office.leg_id, RIGHT, office.fmt)
+        media.formats[RIGHT] = office.fmt
+        office.tap = media.tap
+
+    def play(self, call_id: str, name: str, now: float) -> None:
+        media = self.calls.get(call_id)
+        if media is None:
+            return
+        prompt = self.prompts[name]
+        player = PromptPlayer(prompt, encoder_for(media.external.fmt.encoding))
+        player.start(now)
+        media.player = player
+
+    def stop_prompt(self, call_id: str) -> None:
+        media = self.calls.get(call_id)
+        if media is not None and media.player is not None:
+            media.player.stop()
+            media.player = None
+
+    def consent_decided(self, call_id: str, record: ConsentRecord) -> None:
+        media = self.calls.get(call_id)
+        if media is None:
+            return
+        media.detector = None  # consent asked and answered: no more in-band listening
+        if self.catalog is not None and media.catalog_id is not None:
+            self.catalog.set_consent(media.catalog_id, consent_json(record, self._wall))
+
+    def start_recording(self, call_id: str, now: float, metadata: Mapping[str, Any]) -> None:
+        media = self.calls.get(call_id)
+        if media is None or media.recorder.active:
+            return
+        name = media.catalog_id or call_id
+        path = (
+            self.catalog.path_for(name)
+            if self.catalog is not None
+            else self.directory / f"{name}.wav.age"
+        )
+        media.recording_path = path
+        media.recorder.start(now, path, self.recipients, dict(metadata))
+        if self.catalog is not None and media.catalog_id is not None:
+            self.catalog.recording_started(media.catalog_id, path)
+
+    def pause(self, call_id: str, now: float) -> None:
+        media = self.calls.get(call_id)
+        if media is not None and media.recorder.active:
+            media.recorder.pause(now)
+
+    def resume(self, call_id: str, now: float) -> None:
+        media = self.calls.get(call_id)
+        if media is not None and media.recorder.active:
+            media.recorder.resume(now)
+
+    def stop_recording(self, call_id: str, now: float) -> RecordingResult | None:
+        media = self.calls.get(call_id)
+        if media is None or not media.recorder.active:
+            return None
+        media.recorder.feed(_drain(media.tap))
+        result = media.recorder.stop(now)
+        media.result = result
+        self.recordings_written += 1
+        if self.catalog is not None and media.catalog_id is not None and result.path is not None:
+            sealed = WriterResult(
+                result.path, result.samples, result.size, result.sha256, result.truncated
+            )
+            self.catalog.recording_finished(
+                media.catalog_id,
+                sealed,
+                result.duration_s,
+                result.gaps,
+                list(result.pauses),
+                media.external.fmt.encoding,
+                time.time(),
+            )
+        return result
+
+    def call_ended(self, call_id: str, now: float, reason: str) -> RecordingResult | None:
+        media = self.calls.get(call_id)
+        if media is None:
+            return None
+        # Consent's own StopRecording may have sealed the file already (withdrawal).
+        result = self.stop_recording(call_id, now) or media.result
+        del self.calls[call_id]
+        for leg in (media.external, media.office):
+            if leg is not None and leg.tap is media.tap:
+                leg.tap = None
+        if self.catalog is not None and media.catalog_id is not None:
+            if result is None or result.path is None:
+                self.catalog.not_recorded(media.catalog_id, reason, time.time())
+            else:
+                self.catalog.call_ended(media.catalog_id, time.time())
+        return result
+
+    # -- the tick ---------------------------------------------------------------------
+    def _tick(self, media: CallMedia, now: float) -> None:
+        # A leg's format is final only after its SDP answer (and may change on a
+        # re-INVITE): keep the recorder's decoders in step, compared per tick.
+        for side, leg in ((LEFT, media.external), (RIGHT, media.office)):
+            if leg is not None and media.formats.get(side) != leg.fmt:
+                media.recorder.assign_leg(leg.leg_id, side, leg.fmt)
+                media.formats[side] = leg.fmt
+        for leg_id, packets in media.tap.drain_all().items():
+            if media.detector is not None and leg_id == media.external.leg_id:
+                self._detect_inband(media, packets, now)
+            media.recorder.feed(packets)
+        media.recorder.tick(now)
+        player = media.player
+        if player is not None:
+            for frame in player.frames_due(now):
+                media.external.inject(
+                    frame.payload,
+                    ssrc=frame.ssrc,
+                    seq=frame.seq,
+                    ts=frame.ts,
+                    marker=frame.marker,
+                )
+            if player.finished:
+                media.player = None
+                self._emit(HubEvent(media.call_id, "prompt_finished", now))
+
+    def _detect_inband(self, media: CallMedia, packets: list[Any], now: float) -> None:
+        assert media.detector is not None
+        fmt = media.external.fmt
+        decode = decoder_for(fmt.encoding)
+        chunks = [decode(p.payload) for p in packets if p.payload_type == fmt.payload_type]
+        if not chunks:
+            return
+        for digit in media.detector.feed(np.concatenate(chunks), now):
+            self._emit(HubEvent(media.call_id, "digit", now, digit.digit, "inband", "external"))
+
+    def _digit(self, call_id: str, event: DigitEvent) -> None:
+        media = self.calls.get(call_id)
+        if media is None:
+            return
+        side = "external" if event.side == LEFT else "office"
+        self._emit(HubEvent(call_id, "digit", event.at, event.digit, "rfc4733", side))
+
+    def _emit(self, event: HubEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _wall(self, loop_time: float) -> float:
+        """Loop clock -> wall clock, for evidence times in the catalog."""
+        if self._loop is None:
+            return loop_time
+        return time.time() - (self._loop.time() - loop_time)
+
+
+def _drain(tap: BoundedTap) -> list[Any]:
+    return [p for packets in tap.drain_all().values() for p in packets]
+
+
+def consent_json(record: ConsentRecord, wall: Callable[[float], float]) -> dict[str, Any]:
+    """The catalog's consent object; times become wall-clock seconds (catalog makes ISO)."""
+    return {
+        "mode": record.mode,
+        "result": str(record.result),
+        "digit": record.digit,
+        "method": record.method,
+        "at": wall(record.at),
+        "prompt_sha256": record.prompt_sha256,
+        "language": record.language,
+    }

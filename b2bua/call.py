@@ -46,8 +46,8 @@ from b2bua.consent import (
 )
 from b2bua.dialog import Dialog
 from b2bua.errors import SipError
-from b2bua.info_dtmf import parse_info_dtmf
 from b2bua.headers import Address, Headers, Via
+from b2bua.info_dtmf import parse_info_dtmf
 from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp

@@ -1,1 +1,1 @@
-"""Pure signal processing: codecs, mixer, DTMF, prompts, encrypted writer (imports nothing of ours)."""
+"""Pure signal processing: codecs, mixer, DTMF, prompts, encrypted writer."""

@@ -186,7 +186,7 @@ def peek_rtp(
     return second, seq, ts, ssrc, end, length - pad
 
 
-def rewrite_rtp_header(  # noqa: PLR0917 - hot path, positional on purpose
+def rewrite_rtp_header(
     buf: bytearray, marker: bool, payload_type: int, seq: int, ts: int, ssrc: int
 ) -> None:
     """Hot path: overwrite M/PT, sequence, timestamp and SSRC in place (V/P/X/CC kept)."""

@@ -72,7 +72,7 @@ _BIND_ATTEMPTS = 16
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (the media plane's measured choice), else stdlib asyncio."""
     try:
-        import uvloop  # noqa: PLC0415 - optional at import time
+        import uvloop
     except ImportError:  # pragma: no cover - uvloop is a Linux dependency
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()

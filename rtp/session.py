@@ -199,7 +199,7 @@ class OutboundStream:
         """Force a rebase on the next packet (the caller knows the source changed)."""
         self._src_ssrc = None
 
-    def rewrite(  # noqa: PLR0917 - hot path, positional on purpose
+    def rewrite(
         self, src_ssrc: int, src_seq: int, src_ts: int, marker: bool, now: float, size: int = 0
     ) -> tuple[int, int, bool]:
         """Return ``(seq, ts, marker)`` to send for a source packet; ``size`` = payload octets."""

@@ -2,7 +2,6 @@
 
 # Long lines: the DESIGN example is kept verbatim, and the error table reads best one case
 # (path, value, key, problem) per line.
-# ruff: noqa: E501
 
 from __future__ import annotations
 

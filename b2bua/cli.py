@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,9 +66,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from b2bua.demo import run_smoke_demo
+    from b2bua.demo import main as run_demo
 
-    return asyncio.run(run_smoke_demo())
+    return run_demo(args.dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("demo", help="run a smoke call on loopback and check it")
+    p = sub.add_parser("demo", help="run a whole office on loopback, record one call and check it")
+    p.add_argument("--dir", help="where to leave config, keys and recording (default: new temp)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("check-config", help="load a config file and report problems")
@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     from b2bua.archive.commands import register as register_archive
 
     register_archive(sub)
+
+    from b2bua.portal.cli import register as register_portal
+
+    register_portal(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -205,6 +206,14 @@ def _start_recording(
 
 async def _serve_forever(config: Config) -> int:
     server = await start_server(config)
+    portal = None
+    if config.portal.identity is not None:
+        # The identity never enters this process: the portal runs as its own process.
+        from b2bua.portal.cli import spawn_portal
+
+        portal = spawn_portal(config.path)
+        host, port = config.portal.listen
+        print(f"portal (pid {portal.pid}) on http://{host}:{port}/", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -224,6 +233,12 @@ async def _serve_forever(config: Config) -> int:
         task.cancel()
     log.info("event=shutdown calls_left=%d", len(server.switch.calls))
     await server.close()
+    if portal is not None:
+        portal.terminate()
+        try:
+            portal.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            portal.kill()
     return 0
 
 

@@ -172,6 +172,8 @@ async def start_server(config: Config) -> Server:
         loop.call_soon(runner.flush_now)
 
     switch.wakeup = wakeup
+    switch.start_trunk_registration(runner.now())
+    runner.flush()
     log.info("event=listening sip=%s:%d rtp=%s", bound[0], bound[1], config.rtp.bind)
     return Server(config, switch, runner, relay, hub, catalog, background)
 

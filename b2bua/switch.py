@@ -44,6 +44,7 @@ from b2bua.transaction import (
     TransactionLayer,
     TransactionTimedOut,
 )
+from b2bua.trunk_registration import TrunkRegistration
 from b2bua.uri import URI
 from b2bua.validate import RequestRejectedError, check_request
 
@@ -93,6 +94,8 @@ class Switch:
         self._tcp_peers: set[Addr] = set()
         self._inactive_legs: list[str] = []
         self._media_events: list[tuple[str, str, float, str, str, str]] = []
+        self.trunk_registration: TrunkRegistration | None = None
+        self._registration_keys: set[str] = set()
         self._services = _Services(self)
         self.guard: Guard | None = None  # per-source limits and bans (serve.py sets it)
 
@@ -135,6 +138,8 @@ class Switch:
     def handle_timer(self, now: float) -> None:
         self._dispatch(self.layer.handle_timer(now), ("", 0), "UDP", now)
         self.registrar.handle_timer(now)
+        if self.trunk_registration is not None:
+            self._send_registration(self.trunk_registration.on_timer(now), now)
         events, self._media_events = self._media_events, []
         for call_id, kind, at, digit, method, side in events:
             call = self.calls.get(call_id)
@@ -168,6 +173,8 @@ class Switch:
         if self._inactive_legs or self._media_events:
             return 0.0
         deadlines.extend(call.get_timer() for call in self.calls.values())
+        if self.trunk_registration is not None:
+            deadlines.append(self.trunk_registration.get_timer())
         limit = self.config.rtp.max_call_s
         deadlines.extend(call.started_at + limit for call in self.calls.values())
         present = [d for d in deadlines if d is not None]
@@ -220,6 +227,15 @@ class Switch:
             owner = self._by_call_id.get(event.request.call_id)
             if owner is not None and owner[1] is Side.A:
                 owner[0].on_a_ack(now)
+        elif isinstance(event, ResponseReceived) and event.key in self._registration_keys:
+            if event.response.status >= 200:
+                self._registration_keys.discard(event.key)
+            assert self.trunk_registration is not None
+            self._send_registration(self.trunk_registration.on_response(event.response, now), now)
+        elif isinstance(event, TransactionTimedOut) and event.key in self._registration_keys:
+            self._registration_keys.discard(event.key)
+            assert self.trunk_registration is not None
+            self.trunk_registration.on_timeout(now)
         elif isinstance(event, ResponseReceived):
             owner = self._by_key.get(event.key)
             if owner is not None:
@@ -326,6 +342,28 @@ class Switch:
             request.from_addr.uri.user,
             route.dialled,
         )
+
+    def start_trunk_registration(self, now: float) -> None:
+        """Register the office account at the trunk (trunk.register = true)."""
+        trunk = self.config.trunk
+        if not trunk.register or trunk.username is None or trunk.password is None:
+            return
+        self.trunk_registration = TrunkRegistration(
+            trunk.host,
+            trunk.realm or trunk.host[0],
+            trunk.username,
+            trunk.password,
+            self.local,
+            expires=trunk.register_expires_s,
+        )
+        self._send_registration(self.trunk_registration.start(now), now)
+
+    def _send_registration(self, request: Request | None, now: float) -> None:
+        if request is not None and self.trunk_registration is not None:
+            key = self.layer.send_request(
+                request, self.trunk_registration.registrar, now, reliable=False
+            )
+            self._registration_keys.add(key)
 
     def _consent_for(self, office_extension: str | None) -> ConsentMachine | None:
         """A consent machine per call, with the office extension's employee consent."""

@@ -118,7 +118,10 @@ def server_key(request: Request, method: str | None = None) -> str:
     via = request.top_via
     branch = via.branch
     if branch is not None and branch.startswith(MAGIC_COOKIE):
-        return f"s|{branch}|{_sent_by(via)}|{method}"
+        # The CSeq number is not in 17.2.3, but some UACs (pyVoIP) resend a challenged
+        # INVITE with credentials on the same branch: a new CSeq is a new request. The
+        # ACK of a non-2xx and a CANCEL carry the INVITE's number, so they still match.
+        return f"s|{branch}|{_sent_by(via)}|{method}|{request.cseq[0]}"
     # RFC 2543 peers: 17.2.3's fallback fields (the To tag check of ACK is left out).
     number = request.cseq[0]
     from_tag = request.from_addr.tag or ""

@@ -25,6 +25,7 @@ from b2bua.message import Message, make_response
 from b2bua.registrar import Registrar
 from b2bua.runner import CoreRunner
 from b2bua.transaction import Event, RequestReceived, TransactionLayer
+from tests.pyvoip_util import stop_phone
 
 Addr = tuple[str, int]
 T = TypeVar("T")
@@ -102,18 +103,6 @@ def free_udp_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
-
-
-def stop_phone(phone: VoIPPhone) -> None:
-    """phone.stop() without racing pyVoIP's receive thread on the socket it closes."""
-    sip = phone.sip
-    if sip.NSD:
-        sip.NSD = False  # the receive loop ends at its next turn
-        for thread in threading.enumerate():
-            if thread.name == "SIP Recieve":  # sic, pyVoIP's spelling
-                thread.join(timeout=5)
-        sip.NSD = True  # so that stop() still deregisters and closes the socket
-    phone.stop()
 
 
 @pytest.fixture

@@ -692,3 +692,17 @@ def test_invite_2xx_retransmitter_standalone() -> None:
     late = Invite2xxRetransmitter(ok, UAC, 0.0)
     assert late.handle_timer(40.0) == [AckTimedOut(inv.call_id, 1, ok)]
     assert late.done
+
+
+def test_new_cseq_on_a_reused_branch_is_a_new_request() -> None:
+    # pyVoIP resends a challenged INVITE with credentials on the same branch (against
+    # RFC 3261 8.1.1.7); it must reach the TU, while a true retransmission does not.
+    layer = TransactionLayer()
+    first = request(branch="z9hG4bKsame", cseq=1)
+    (event,) = layer.receive_message(first, UAC, 0.0, reliable=False)
+    assert isinstance(event, RequestReceived)
+    layer.send_response(event.key, make_response(first, 401), 0.01)
+    again = request(branch="z9hG4bKsame", cseq=2, call_id=first.call_id)
+    events = layer.receive_message(again, UAC, 0.1, reliable=False)
+    assert kinds(events) == [RequestReceived]
+    assert layer.receive_message(again, UAC, 0.2, reliable=False) == []  # retransmission

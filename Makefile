@@ -21,7 +21,7 @@ demo: system-deps $(STAMP)
 	$(BIN)/b2bua demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check b2bua rtp media tests bench
+	$(BIN)/ruff check b2bua rtp media tests bench examples
 	$(BIN)/ruff format --check b2bua rtp media
 
 typecheck: $(STAMP)

@@ -28,11 +28,6 @@ def test_help_lists_commands() -> None:
         assert command in result.stdout
 
 
-def test_demo_smoke_call_exits_zero() -> None:
-    result = run("demo")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "<- 200 OK (bye)" in result.stdout
-    assert "[3/3] OK" in result.stdout
 
 
 def test_keygen_decrypt_round_trip_with_age_tool(tmp_path: Path) -> None:

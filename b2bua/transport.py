@@ -8,6 +8,15 @@ is answered 400 when enough of it is readable to build a response (RFC 3261 need
 From, To, Call-ID and CSeq for that), otherwise dropped; either way it is counted and
 never affects other traffic. Sending goes through `send(data, dest, transport)`: on TCP
 it reuses the connection a peer opened to us, or opens one.
+
+Hardening (docs/security.md): `accept_source(ip)` (the guard's pre-parse gate) is asked
+before anything from a source is parsed or answered, so a banned source or a dropped
+stranger gets nothing back, not even a 400. A message with more than `max_headers`
+header fields is treated as malformed. TCP connections are limited in total and per
+source (the excess is closed at once) and closed after `tcp_idle_s` without traffic; a
+CRLFCRLF keep-alive ping on TCP gets a CRLF pong (RFC 5626 3.5.1). A malformed message
+that was framed correctly on TCP is answered 400 and the stream goes on; only a framing
+error closes the connection.
 """
 
 from __future__ import annotations
@@ -20,8 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from b2bua.errors import SipError
-from b2bua.message import Message, StreamParser, error_response, parse_message
+from b2bua.errors import SipError, SipParseError
+from b2bua.message import (
+    Message,
+    StreamFramingError,
+    StreamParser,
+    error_response,
+    parse_message,
+)
 
 log = logging.getLogger("b2bua.transport")
 
@@ -36,6 +51,9 @@ class TransportStats:
     malformed: int = 0
     answered_400: int = 0
     tcp_connections: int = 0
+    tcp_refused: int = 0
+    filtered: int = 0
+    keepalive_pongs: int = 0
     send_errors: int = 0
 
 
@@ -65,25 +83,50 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = (str(host), int(port))
+        if not self.owner._tcp_admit(self.peer[0]):
+            self.owner.stats.tcp_refused += 1
+            transport.abort()  # no registration: connection_lost finds nothing to remove
+            return
         self.owner._tcp_register(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
-        try:
-            messages = self.parser.feed(data)
-        except SipError as exc:
-            # The stream can not be re-synchronised after a framing error: close it.
-            self.owner.stats.malformed += 1
-            log.info("tcp framing error from %s:%d: %s", *self.peer, exc)
-            if self.transport is not None:
-                reply = error_response(data, exc)
-                if reply is not None:
-                    self.transport.write(reply.to_bytes())
-                    self.owner.stats.answered_400 += 1
-                self.transport.close()
+        if self.transport is None or self.transport.is_closing():
             return
+        if not self.owner._admits(self.peer[0]):
+            self.transport.abort()  # banned while connected
+            return
+        self.last_activity = time.monotonic()
+        pings = self.parser.keepalives
+        messages: list[Message] = []
+        # Bounded: every round consumes the malformed message it reports (StreamParser).
+        for round_ in range(64):
+            try:
+                messages.extend(self.parser.feed(data if round_ == 0 else b""))
+                break
+            except StreamFramingError as exc:
+                # The stream can not be re-synchronised after a framing error: close it.
+                self.owner.stats.malformed += 1
+                log.info("tcp framing error from %s:%d: %s", *self.peer, exc)
+                self._answer_error(data, exc)
+                self.transport.close()
+                return
+            except SipError as exc:
+                self.owner.stats.malformed += 1
+                log.info("malformed SIP over TCP from %s:%d: %s", *self.peer, exc)
+                self._answer_error(data, exc)
+        if self.parser.keepalives > pings:
+            self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
+            self.owner.stats.keepalive_pongs += 1
         for message in messages:
+            if self.owner._too_many_headers(message, self.peer):
+                continue
             self.owner._deliver(message, self.peer, "TCP")
+
+    def _answer_error(self, data: bytes, exc: SipError) -> None:
+        reply = error_response(data, exc)
+        if reply is not None and self.transport is not None:
+            self.transport.write(reply.to_bytes())
+            self.owner.stats.answered_400 += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._tcp_unregister(self)
@@ -102,6 +145,11 @@ class SipTransport:
         self.on_message = on_message
         self.max_message_size = max_message_size
         self.tcp_idle_s = tcp_idle_s
+        # Hardening knobs, set by serve.py from [security] (defaults as documented there).
+        self.accept_source: Callable[[str], bool] | None = None
+        self.max_headers = 200
+        self.max_tcp_connections = 512
+        self.max_tcp_connections_per_source = 32
         self.stats = TransportStats()
         self.local: Address = ("", 0)
         self._udp: asyncio.DatagramTransport | None = None
@@ -138,9 +186,29 @@ class SipTransport:
             self._udp.close()
 
     # -- receive path -------------------------------------------------------------
+    def _admits(self, ip: str) -> bool:
+        if self.accept_source is None or self.accept_source(ip):
+            return True
+        self.stats.filtered += 1
+        return False
+
+    def _too_many_headers(self, message: Message, source: Address) -> bool:
+        """Over `max_headers`: counted as malformed, answered 400 where possible."""
+        if len(message.headers) <= self.max_headers:
+            return False
+        self.stats.malformed += 1
+        exc = SipParseError(f"more than {self.max_headers} header fields")
+        reply = error_response(message.to_bytes(), exc)
+        if reply is not None:
+            self.send(reply.to_bytes(), source, "TCP" if source in self._tcp else "UDP")
+            self.stats.answered_400 += 1
+        return True
+
     def _on_datagram(self, data: bytes, source: Address) -> None:
         if not data.strip(b"\r\n"):
             return  # RFC 5626 keepalive (CRLF): not a message
+        if not self._admits(source[0]):
+            return
         if len(data) > self.max_message_size:
             self.stats.malformed += 1
             return
@@ -153,6 +221,8 @@ class SipTransport:
                 self._udp.sendto(reply.to_bytes(), source)
                 self.stats.answered_400 += 1
             log.info("malformed SIP from %s:%d: %s", *source, exc)
+            return
+        if self._too_many_headers(message, source):
             return
         self._deliver(message, source, "UDP")
 
@@ -189,6 +259,12 @@ class SipTransport:
             return
         transport.write(data)
         self.stats.sent += 1
+
+    def _tcp_admit(self, ip: str) -> bool:
+        if not self._admits(ip) or len(self._tcp) >= self.max_tcp_connections:
+            return False
+        same = sum(1 for peer in self._tcp if peer[0] == ip)
+        return same < self.max_tcp_connections_per_source
 
     def _tcp_register(self, conn: _TcpConnection) -> None:
         self.stats.tcp_connections += 1

@@ -366,7 +366,14 @@ def parse_message(data: bytes) -> Message:
 
 
 class StreamFramingError(SipParseError):
-    """The byte stream can not be framed any more: close the connection."""
+    """The byte stream can not be framed any more: close the connection.
+
+    ``messages`` holds the messages framed before the failure (deliver them first) and
+    ``unframed`` the octets that failed, so an error answer copies *their* headers.
+    """
+
+    messages: list[Message]
+    unframed: bytes
 
 
 class StreamParser:
@@ -422,9 +429,12 @@ class StreamParser:
 
     def _fail(self, detail: str, status: int) -> NoReturn:
         self._broken = True
-        self._buf.clear()
         reason = "Message Too Large" if status == 513 else "Bad Request"
-        raise StreamFramingError(detail, status=status, reason=reason)
+        error = StreamFramingError(detail, status=status, reason=reason)
+        error.messages, self._ready = self._ready, []
+        error.unframed = bytes(self._buf)
+        self._buf.clear()
+        raise error
 
 
 _COPIED = ("Via", "From", "To", "Call-ID", "CSeq")

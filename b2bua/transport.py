@@ -104,10 +104,12 @@ class _TcpConnection(asyncio.Protocol):
                 messages.extend(self.parser.feed(data if round_ == 0 else b""))
                 break
             except StreamFramingError as exc:
-                # The stream can not be re-synchronised after a framing error: close it.
+                # The stream can not be re-synchronised after a framing error: deliver
+                # what was framed before it, answer the broken message, close.
                 self.owner.stats.malformed += 1
                 log.info("tcp framing error from %s:%d: %s", *self.peer, exc)
-                self._answer_error(data, exc)
+                self._deliver_all([*messages, *exc.messages])
+                self._answer_error(exc.unframed, exc)
                 self.transport.close()
                 return
             except SipError as exc:
@@ -117,6 +119,9 @@ class _TcpConnection(asyncio.Protocol):
         if self.parser.keepalives > pings:
             self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
             self.owner.stats.keepalive_pongs += 1
+        self._deliver_all(messages)
+
+    def _deliver_all(self, messages: list[Message]) -> None:
         for message in messages:
             if self.owner._too_many_headers(message, self.peer):
                 continue

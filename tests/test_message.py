@@ -513,3 +513,18 @@ def test_check_request() -> None:
     check_request(ack)
     cancel = Request("CANCEL", req.uri, req_opt.headers.set("CSeq", "314159 CANCEL"))
     check_request(cancel)
+
+
+def test_stream_framing_error_keeps_the_messages_framed_before_it() -> None:
+    from b2bua.message import StreamFramingError, StreamParser
+
+    good = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:x@h>;tag=1\r\n"
+        b"To: <sip:a@b>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    broken = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK2\r\n\r\n"
+    parser = StreamParser()
+    with pytest.raises(StreamFramingError) as info:
+        parser.feed(good + broken)
+    assert [m.call_id for m in info.value.messages] == ["c1"]
+    assert info.value.unframed == broken

@@ -34,10 +34,12 @@ __all__ = [
     "ConfigError",
     "ExtensionConfig",
     "IPNetwork",
+    "NumbersConfig",
     "PortalConfig",
     "RecordingConfig",
     "RecordingMode",
     "RtpConfig",
+    "SecurityConfig",
     "SipConfig",
     "TrunkConfig",
     "is_age_recipient",
@@ -63,6 +65,10 @@ class SipConfig:
     # Challenge order (RFC 8760: most preferred first). Clients that read only one
     # challenge and know only MD5 (SIPp takes the last) need ("MD5",).
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # SIP over TLS (b2bua/tls.py): listener address, our certificate chain and key.
+    tls_listen: tuple[str, int] | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,11 @@ class TrunkConfig:
     register: bool = False
     register_expires_s: int = 3600
     realm: str | None = None
+    caller_id: str | None = None  # the number presented on outbound calls (None: extension's)
+    identity_header: Literal["from", "pai", "ppi"] = "from"  # where the trunk reads it
+    transport: Literal["udp", "tcp", "tls"] = "udp"  # for requests we send to the trunk
+    tls_ca: Path | None = None  # CA file verifying the trunk (None: the system store)
+    tls_server_name: str | None = None  # name its certificate must carry (None: host)
 
     def inbound_target(self, dialled: str) -> str:
         """The extension an inbound call to `dialled` rings (map first, then default)."""
@@ -107,6 +118,11 @@ class ExtensionConfig:
     contact: str | None = None
     employee_consent: bool = False  # without written consent the employee is never recorded
     name: str | None = None
+    # Toll-fraud limits (b2bua/tollfraud.py); None: the country's default rules.
+    allowed_destinations: tuple[str, ...] | None = None
+    max_outbound_calls: int = 4
+    max_outbound_minutes_per_day: int = 600
+    transport: Literal["udp", "tcp", "tls"] | None = None  # None: the contact URI's
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,7 @@ class RecordingConfig:
     retention_by_extension: tuple[tuple[str, int], ...] = ()
     pause_code: str = "*1"
     mute_inband_dtmf: bool = True
+    do_not_record: tuple[str, ...] = ()  # never prompted, never recorded (docs/operations.md)
 
     def recipients(self) -> tuple[str, ...]:
         """Read the age recipients now (a file is re-read on every call, for reloads)."""
@@ -147,6 +164,35 @@ class PortalConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Defences against a hostile network (b2bua/guard.py, docs/security.md)."""
+
+    drop_strangers: bool = False  # answer only trunk, phones and trusted networks
+    trusted_networks: tuple[IPNetwork, ...] = ()
+    max_auth_failures: int = 10  # per source within the window, then a ban
+    auth_failure_window_s: float = 600.0
+    ban_s: float = 600.0
+    max_calls: int = 1000
+    max_calls_per_source: int = 20
+    max_transactions_per_source: int = 100  # new requests per second
+    max_registrations_per_source: int = 120  # REGISTERs per minute
+    max_tcp_connections: int = 512
+    max_tcp_connections_per_source: int = 32
+    max_headers: int = 200
+    drain_s: float = 30.0  # SIGTERM: running calls may finish for this long
+
+
+@dataclass(frozen=True)
+class NumbersConfig:
+    """Number plan (b2bua/numbers.py): E.164 normalisation and emergency numbers."""
+
+    country: str | None = "DE"
+    area_code: str | None = None
+    emergency: tuple[str, ...] = ("110", "112")
+    record_emergency: bool = False  # only with recording.mode = "announce"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sip: SipConfig
@@ -155,6 +201,8 @@ class Config:
     extensions: tuple[ExtensionConfig, ...]
     recording: RecordingConfig
     portal: PortalConfig
+    security: SecurityConfig = SecurityConfig()
+    numbers: NumbersConfig = NumbersConfig()
 
     def extension(self, number: str) -> ExtensionConfig | None:
         for ext in self.extensions:
@@ -229,6 +277,9 @@ _SIP = {
     "t2_ms": _Key((int,), 4000, cv.int_between(100, 60_000)),
     "t4_ms": _Key((int,), 5000, cv.int_between(100, 60_000)),
     "digest_algorithms": _Key((list,), ("SHA-256", "MD5"), cv.digest_algorithms),
+    "tls_listen": _Key(_STR, None, cv.host_port(0)),
+    "tls_cert": _Key(_STR, None, cv.file_path(must_exist=True)),
+    "tls_key": _Key(_STR, None, cv.file_path(must_exist=True)),
 }
 _RTP = {
     "ports": _Key(_STR, "20000-29999", cv.port_range),
@@ -247,6 +298,11 @@ _TRUNK = {
     "register": _Key((bool,), False),
     "register_expires_s": _Key((int,), 3600, cv.int_between(60, 86_400)),
     "realm": _Key(_STR, None, cv.single_line),
+    "caller_id": _Key(_STR, None, cv.phone_number),
+    "identity_header": _Key(_STR, "from", cv.one_of("from", "pai", "ppi")),
+    "transport": _Key(_STR, "udp", cv.one_of("udp", "tcp", "tls")),
+    "tls_ca": _Key(_STR, None, cv.file_path(must_exist=True)),
+    "tls_server_name": _Key(_STR, None, cv.host_name),
 }
 _EXTENSION = {
     "number": _Key(_STR, _REQUIRED, cv.extension_number),
@@ -254,6 +310,10 @@ _EXTENSION = {
     "contact": _Key(_STR, None, cv.sip_uri),
     "employee_consent": _Key((bool,), False),
     "name": _Key(_STR, None, cv.single_line),
+    "allowed_destinations": _Key((list,), None, cv.destination_rules),
+    "max_outbound_calls": _Key((int,), 4, cv.int_between(1, 1000)),
+    "max_outbound_minutes_per_day": _Key((int,), 600, cv.int_between(1, 1440)),
+    "transport": _Key(_STR, None, cv.one_of("udp", "tcp", "tls")),
 }
 _RECORDING = {
     # No mode records without informing the other party first.
@@ -281,6 +341,13 @@ _RECORDING = {
     ),
     "pause_code": _Key(_STR, "*1", cv.dtmf(8)),
     "mute_inband_dtmf": _Key((bool,), True),
+    "do_not_record": _Key((list,), [], cv.number_list(True)),
+}
+_NUMBERS = {
+    "country": _Key(_STR, "DE", cv.region),
+    "area_code": _Key(_STR, None, cv.area_code),
+    "emergency": _Key((list,), ["110", "112"], cv.number_list(False)),
+    "record_emergency": _Key((bool,), False),
 }
 _PORTAL = {
     "listen": _Key(_STR, "127.0.0.1:8080", cv.host_port(0)),
@@ -290,6 +357,21 @@ _PORTAL = {
     "tls_key": _Key(_STR, None, cv.file_path(must_exist=False)),
     "session_idle_s": _Key(_FLOAT, 900, cv.seconds()),
 }
+_SECURITY = {
+    "drop_strangers": _Key((bool,), False),
+    "trusted_networks": _Key((list,), [], cv.network_list),
+    "max_auth_failures": _Key((int,), 10, cv.int_between(1, 10_000)),
+    "auth_failure_window_s": _Key(_FLOAT, 600, cv.seconds()),
+    "ban_s": _Key(_FLOAT, 600, cv.seconds()),
+    "max_calls": _Key((int,), 1000, cv.int_between(1, 100_000)),
+    "max_calls_per_source": _Key((int,), 20, cv.int_between(1, 100_000)),
+    "max_transactions_per_source": _Key((int,), 100, cv.int_between(1, 1_000_000)),
+    "max_registrations_per_source": _Key((int,), 120, cv.int_between(1, 1_000_000)),
+    "max_tcp_connections": _Key((int,), 512, cv.int_between(1, 100_000)),
+    "max_tcp_connections_per_source": _Key((int,), 32, cv.int_between(1, 100_000)),
+    "max_headers": _Key((int,), 200, cv.int_between(20, 10_000)),
+    "drain_s": _Key(_FLOAT, 30, cv.seconds(3600)),
+}
 _SCHEMAS: dict[str, Mapping[str, _Key]] = {
     "sip": _SIP,
     "rtp": _RTP,
@@ -297,6 +379,8 @@ _SCHEMAS: dict[str, Mapping[str, _Key]] = {
     "extension": _EXTENSION,
     "recording": _RECORDING,
     "portal": _PORTAL,
+    "security": _SECURITY,
+    "numbers": _NUMBERS,
 }
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = {name: tuple(s) for name, s in _SCHEMAS.items()}
 
@@ -315,6 +399,12 @@ def _sip(ctx: cv.Context, table: Mapping[str, Any]) -> SipConfig:
     v = _section(ctx, table, _SIP, "sip.")
     if v["t1_ms"] > v["t2_ms"]:
         raise ctx.error("sip.t2_ms", f"must not be below sip.t1_ms ({v['t1_ms']})")
+    if v["tls_listen"] is not None:
+        for key in ("tls_cert", "tls_key"):
+            if v[key] is None:
+                raise ctx.error(f"sip.{key}", "required when sip.tls_listen is set")
+    elif v["tls_cert"] is not None or v["tls_key"] is not None:
+        raise ctx.error("sip.tls_listen", "required when sip.tls_cert or sip.tls_key is set")
     return SipConfig(**v)
 
 
@@ -397,6 +487,16 @@ def _portal(ctx: cv.Context, table: Mapping[str, Any], sip: SipConfig) -> Portal
     return PortalConfig(**v)
 
 
+def _security(ctx: cv.Context, table: Mapping[str, Any]) -> SecurityConfig:
+    v = _section(ctx, table, _SECURITY, "security.")
+    if v["max_calls_per_source"] > v["max_calls"]:
+        raise ctx.error(
+            "security.max_calls_per_source",
+            f"must not exceed security.max_calls ({v['max_calls']})",
+        )
+    return SecurityConfig(**v)
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -425,6 +525,15 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
             )
     recording = _recording(ctx, _table(ctx, data, "recording"))
     portal = _portal(ctx, _table(ctx, data, "portal"), sip)
+    security = _security(ctx, _table(ctx, data, "security"))
+    numbers_cfg = NumbersConfig(**_section(ctx, _table(ctx, data, "numbers"), _NUMBERS, "numbers."))
+    if numbers_cfg.record_emergency and recording.mode != "announce":
+        # Recording needs the other party informed; keypress would hold an emergency
+        # call up for a digit, so only the announcement mode may record one.
+        raise ctx.error(
+            "numbers.record_emergency",
+            f'needs recording.mode = "announce" (it is {recording.mode!r})',
+        )
     return Config(
         path=ctx.base / path.name,
         sip=sip,
@@ -433,6 +542,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         extensions=extensions,
         recording=recording,
         portal=portal,
+        security=security,
+        numbers=numbers_cfg,
     )
 
 

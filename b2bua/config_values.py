@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from b2bua.numbers import is_region
+from b2bua.tollfraud import is_rule
 from media.agefile import AgeKeyError, parse_recipients
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -265,6 +267,11 @@ def days_table(key_check: Callable[[str], bool], what: str) -> Check:
     return check
 
 
+def network_list(value: list[Any], ctx: Context) -> tuple[IPNetwork, ...]:
+    """Like `networks`, but an empty list is allowed (and means: none)."""
+    return networks(value, ctx) if value else ()
+
+
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 
 
@@ -354,3 +361,63 @@ def public_key(value: str, ctx: Context) -> str | Path:
     except ValueError as exc:
         raise InvalidValueError(str(exc)) from None
     return source
+
+
+# ---------------------------------------------------------------- numbers (b2bua/numbers.py)
+
+
+def region(value: str, _ctx: Context) -> str:
+    """A two-letter region code phonenumbers knows ("DE"); upper-cased."""
+    code = value.upper()
+    if not is_region(code):
+        raise InvalidValueError(f'must be a two-letter country code such as "DE" (got {value!r})')
+    return code
+
+
+def area_code(value: str, _ctx: Context) -> str:
+    if not re.fullmatch(r"[0-9]{1,8}", value):
+        raise InvalidValueError(f'must be digits as dialled nationally, e.g. "030" (got {value!r})')
+    return value
+
+
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{1,20}")
+_NUMBER_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
+def number_list(allow_empty: bool) -> Check:
+    """A list of telephone numbers (digits, optional leading +, separators dropped)."""
+
+    def check(value: list[Any], _ctx: Context) -> tuple[str, ...]:
+        if not value and not allow_empty:
+            raise InvalidValueError("must list at least one number")
+        out: list[str] = []
+        for i, item in enumerate(value):
+            text = _NUMBER_SEPARATORS.sub("", item) if isinstance(item, str) else None
+            if text is None or not _PHONE_NUMBER.fullmatch(text):
+                raise InvalidValueError(
+                    f'must be a number as a string, e.g. "+4930123456" (got {item!r})', f"[{i}]"
+                )
+            out.append(text)
+        return tuple(out)
+
+    return check
+
+
+def destination_rules(value: list[Any], _ctx: Context) -> tuple[str, ...]:
+    """Toll-fraud destination rules (b2bua/tollfraud.py): "!"? + a digit pattern."""
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not is_rule(item):
+            raise InvalidValueError(
+                f'must be a pattern like "+49*" or "!+49900*" (got {item!r})', f"[{i}]"
+            )
+        out.append(item)
+    return tuple(out)
+
+
+def phone_number(value: str, _ctx: Context) -> str:
+    """One telephone number: digits with an optional leading +, separators dropped."""
+    text = _NUMBER_SEPARATORS.sub("", value)
+    if not _PHONE_NUMBER.fullmatch(text):
+        raise InvalidValueError(f'must be a number such as "+4930123456" (got {value!r})')
+    return text

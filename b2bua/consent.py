@@ -27,6 +27,8 @@ within ``timeout_s`` after the prompt ended replays the prompt once, then it is
 as consent (*accepted*, no digit, noted in the record): recording starts, office
 connected. A decline digit during the announcement is honoured as *declined*.
 ``off``: no announcement, office connected at once, *not_asked*, never recorded.
+A machine made with ``not_asked_note`` (emergency calls, numbers on the do-not-record
+list) behaves as ``off`` whatever the mode, and its *not_asked* record carries the note.
 An extension without ``employee_consent`` is never recorded: the caller is not asked
 (nothing would be recorded, and asking would suggest otherwise), the office is
 connected at once and the result is *employee_no_consent* (with mode ``off`` the
@@ -342,6 +344,7 @@ class ConsentMachine:
         *,
         code_timeout_s: float = 3.0,
         confirm_withdrawal: bool = True,
+        not_asked_note: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}: {mode!r}")
@@ -362,6 +365,9 @@ class ConsentMachine:
         self.pause_code = pause_code
         self.code_timeout_s = code_timeout_s
         self.confirm_withdrawal = confirm_withdrawal
+        # Set for calls nobody may be asked about (emergency, do-not-record list): they
+        # start as mode "off" does, and the record carries this note.
+        self.not_asked_note = not_asked_note
 
         self.state = State.IDLE
         self.protocol_errors = 0
@@ -380,6 +386,11 @@ class ConsentMachine:
         return self._record
 
     @property
+    def asks(self) -> bool:
+        """True when the external party will hear a prompt (the call waits for it)."""
+        return self.mode != "off" and self.employee_consent and self.not_asked_note is None
+
+    @property
     def recording(self) -> bool:
         return self.state is State.RECORDING
 
@@ -389,7 +400,7 @@ class ConsentMachine:
         return min(deadlines) if deadlines else None
 
     def start(self, now: float) -> list[Action]:
-        if self.mode == "off":
+        if self.mode == "off" or self.not_asked_note is not None:
             inp = In.START_OFF
         elif not self.employee_consent:
             inp = In.START_NO_EMPLOYEE
@@ -517,7 +528,7 @@ class ConsentMachine:
             case P.TIMED_OUT:
                 self._decide(ConsentResult.TIMEOUT, now, out, prompt=asked)
             case P.NOT_ASKED:
-                self._decide(ConsentResult.NOT_ASKED, now, out)
+                self._decide(ConsentResult.NOT_ASKED, now, out, note=self.not_asked_note)
             case P.NO_EMPLOYEE:
                 self._decide(
                     ConsentResult.EMPLOYEE_NO_CONSENT,

@@ -26,21 +26,49 @@ Choices:
 - The office's own public numbers dialled from an extension go out to the trunk (and
   come back in as an inbound call); short-circuiting them would skip the trunk's idea
   of the call and the inbound consent step.
+
+After the decision the route is annotated (docs/operations.md, "Numbers"):
+- `emergency`: an outbound call to an emergency number (numbers.emergency). The switch
+  sends it at once: no toll-fraud rule, limit or ban applies, nobody is asked, and it is
+  recorded only with numbers.record_emergency (announce mode only).
+- `unrecorded`: why the call is never recorded and nobody is asked: "emergency", or
+  "do_not_record" when the external party's number is on recording.do_not_record.
+- `withheld`: the caller withheld the number (CLIR): From is anonymous, or a Privacy
+  header asks for it (RFC 3323 "id", "user", "header"). The catalog, the metadata and
+  the logs then say "withheld"; the caller is still asked for consent.
+- `e164`: the dialled number in E.164, for the toll-fraud rules.
+
+`presentation` decides what leg B shows as the caller: toward the trunk the configured
+trunk.caller_id in From, P-Asserted-Identity (RFC 3325) or P-Preferred-Identity, as
+trunk.identity_header says; a withheld caller stays anonymous in From (RFC 3325 section
+9.3: "Privacy: id" asks the trunk to keep the asserted identity to itself), except on an
+emergency call, where the number is always presented.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from b2bua.config import Config
 from b2bua.errors import SipError
+from b2bua.headers import parse_address
 from b2bua.message import Request
+from b2bua.numbers import WITHHELD, NumberPlan
 from b2bua.uri import URI, unescape
 
-__all__ = ["Route", "RouteKind", "Router", "dialled_number"]
+__all__ = [
+    "Presentation",
+    "Route",
+    "RouteKind",
+    "Router",
+    "caller_withheld",
+    "dialled_number",
+    "number_plan",
+    "presented_numbers",
+]
 
 RouteKind = Literal["inbound", "outbound", "internal", "reject"]
 
@@ -61,6 +89,20 @@ class Route:
     dialled: str
     status: int | None
     reason: str
+    emergency: bool = False
+    unrecorded: str | None = None  # "emergency" | "do_not_record": never asked nor recorded
+    withheld: bool = False
+    e164: str | None = None  # the dialled number in E.164, where it has one
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How leg B shows the caller, and how the catalog names the caller."""
+
+    from_user: str
+    display_name: str | None
+    headers: tuple[tuple[str, str], ...]  # P-Asserted-Identity, Privacy ...
+    caller_label: str  # the catalog's caller column ("withheld" when withheld)
 
 
 def _user_of(uri: URI) -> str | None:
@@ -82,6 +124,53 @@ def dialled_number(request: Request) -> str:
     return (user or "").translate(_VISUAL_SEPARATORS)
 
 
+_PRIVACY_HIDING = frozenset({"id", "user", "header"})
+
+
+def caller_withheld(request: Request) -> bool:
+    """True when the caller withheld the number (see the module docstring)."""
+    for value in request.headers.raw("Privacy"):
+        tokens = {t.strip().lower() for t in re.split(r"[;,]", value)}
+        if tokens & _PRIVACY_HIDING:
+            return True
+    try:
+        uri = request.from_addr.uri
+    except SipError:
+        return True  # no usable From: nothing to present
+    user = (uri.user or "").lower()
+    return not user or user == "anonymous" or uri.host.lower() == "anonymous.invalid"
+
+
+def presented_numbers(request: Request) -> list[str]:
+    """The caller's numbers as presented: From user, then P-Asserted-Identity users."""
+    out: list[str] = []
+    try:
+        if request.from_addr.uri.user:
+            out.append(unescape(request.from_addr.uri.user))
+    except SipError:
+        pass
+    for value in request.headers.get_all("P-Asserted-Identity"):
+        try:
+            user = _user_of(parse_address(value).uri)
+        except SipError:
+            continue
+        if user:
+            out.append(user)
+    return out
+
+
+def number_plan(config: Config) -> NumberPlan:
+    """The office's number plan: [numbers], the extensions and recording.do_not_record."""
+    numbers = config.numbers
+    return NumberPlan(
+        numbers.country,
+        numbers.area_code,
+        numbers.emergency,
+        frozenset(ext.number for ext in config.extensions),
+        config.recording.do_not_record,
+    )
+
+
 def _reject(dialled: str, status: int, reason: str) -> Route:
     return Route("reject", None, dialled, status, reason)
 
@@ -92,6 +181,12 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.trunk = config.trunk
         self._extensions = frozenset(ext.number for ext in config.extensions)
+        self.plan = number_plan(config)
+        self.record_emergency = config.numbers.record_emergency
+
+    def is_emergency_request(self, request: Request) -> bool:
+        """A new INVITE to an emergency number (checked before authentication)."""
+        return request.method == "INVITE" and self.plan.is_emergency(dialled_number(request))
 
     def is_inbound_source(self, ip: str) -> bool:
         """True when the socket source `ip` is in trunk.inbound_from."""
@@ -107,6 +202,54 @@ class Router:
 
     def route(self, request: Request, source_ip: str, authenticated_extension: str | None) -> Route:
         """Where `request` (a new INVITE, normally) goes; see the module docstring."""
+        route = self._decide(request, source_ip, authenticated_extension)
+        if route.kind == "reject":
+            return route
+        withheld = caller_withheld(request)
+        emergency = route.kind == "outbound" and self.plan.is_emergency(route.dialled)
+        unrecorded: str | None = None
+        if emergency:
+            unrecorded = None if self.record_emergency else "emergency"
+        else:
+            # The external party's number: the one dialled, or the caller's presented ones.
+            external = [route.dialled] if route.kind == "outbound" else []
+            if route.kind == "inbound":
+                external = presented_numbers(request)
+            if self.plan.do_not_record_match(external):
+                unrecorded = "do_not_record"
+        e164 = None if route.kind != "outbound" else self.plan.e164(route.dialled)
+        return replace(
+            route, emergency=emergency, unrecorded=unrecorded, withheld=withheld, e164=e164
+        )
+
+    def presentation(self, route: Route, request: Request) -> Presentation:
+        """Leg B's caller identity for `route` (see the module docstring)."""
+        caller = request.from_addr
+        user = unescape(caller.uri.user) if caller.uri.user else ""
+        # Outbound, the caller is our own extension: the catalog keeps its number.
+        inbound_withheld = route.withheld and route.kind == "inbound"
+        label = WITHHELD if inbound_withheld else (user or "anonymous")
+        withheld = route.withheld and not route.emergency
+        if route.kind != "outbound":
+            if withheld:
+                return Presentation("anonymous", "Anonymous", (), label)
+            return Presentation(user or "anonymous", caller.display_name, (), label)
+        number = self.trunk.caller_id or user or "anonymous"
+        host = self.trunk.host[0]
+        identity = str(URI("sip", number, host=host))
+        headers: list[tuple[str, str]] = []
+        if self.trunk.identity_header == "pai":
+            headers.append(("P-Asserted-Identity", f"<{identity}>"))
+        elif self.trunk.identity_header == "ppi":
+            headers.append(("P-Preferred-Identity", f"<{identity}>"))
+        if withheld:
+            headers.append(("Privacy", "id"))
+            return Presentation("anonymous", "Anonymous", tuple(headers), label)
+        return Presentation(number, caller.display_name, tuple(headers), label)
+
+    def _decide(
+        self, request: Request, source_ip: str, authenticated_extension: str | None
+    ) -> Route:
         dialled = dialled_number(request)
         if self.is_inbound_source(source_ip):
             target = self.trunk.inbound_target(dialled)

@@ -135,10 +135,15 @@ def test_recorded_call_renders_the_contract_shape(catalog: Catalog, tmp_path: Pa
     for key in ("started_at", "ended_at", "expires_at"):
         assert ISO_MS_Z.match(row[key]), row[key]
     assert row["started_at"] == "2026-11-18T11:06:40.000Z"
-    assert row["ended_at"] == "2026-11-18T11:06:56.500Z"  # the recording's end, kept
+    assert row["ended_at"] == "2026-11-18T11:06:57.000Z"  # the call's end (BYE)
     assert row["expires_at"] == "2026-12-18T11:06:56.500Z"  # + 30 days
     assert row["duration_s"] == 10.0
-    assert row["consent"] == {**CONSENT, "at": "2026-11-18T11:06:45.250Z"}
+    assert row["consent"] == {
+        **CONSENT,
+        "at": "2026-11-18T11:06:45.250Z",
+        "withdrawn_at": None,
+        "note": None,
+    }
     assert row["path"] == str(tmp_path / "rec" / f"{rid}.wav.age")
     assert Path(row["path"]).is_absolute()
     assert row["status"] == "complete"

@@ -52,7 +52,17 @@ PART_SUFFIX = ".wav.age.part"
 DIRECTIONS = ("inbound", "outbound", "internal")
 STATUSES = ("recording", "complete", "truncated", "not_recorded", "deleted")
 PENDING = "pending"  # internal: the call has not reached the consent step (not listed)
-CONSENT_KEYS = ("mode", "result", "digit", "method", "at", "prompt_sha256", "language")
+CONSENT_KEYS = (
+    "mode",
+    "result",
+    "digit",
+    "method",
+    "at",
+    "prompt_sha256",
+    "language",
+    "withdrawn_at",  # consent withdrawn mid-call: the recording stopped then
+    "note",
+)
 SCHEMA_VERSION = 2
 
 _CALLS_SQL = """
@@ -225,6 +235,9 @@ class Catalog:
         self.policy = policy
         self.clock = clock
         self.audit = AuditLog(conn, clock)
+        # Number -> E.164 or None; b2bua.numbers.NumberPlan.e164 with the config's
+        # country and area code where one is loaded (serve, the recordings commands).
+        self.normalise: Callable[[str | None], str | None] = e164_or_none
 
     # ------------------------------------------------------------- opening
 
@@ -298,9 +311,9 @@ class Catalog:
                     call_id,
                     direction,
                     caller,
-                    e164_or_none(caller),
+                    self.normalise(caller),
                     callee,
-                    e164_or_none(callee),
+                    self.normalise(callee),
                     extension,
                     started_at,
                     PENDING,
@@ -313,9 +326,10 @@ class Catalog:
         if unknown:
             raise CatalogError(f"unknown consent fields: {', '.join(sorted(unknown))}")
         record = {key: consent.get(key) for key in CONSENT_KEYS}
-        at = record["at"]
-        if isinstance(at, int | float) and not isinstance(at, bool):
-            record["at"] = format_time(float(at))
+        for key in ("at", "withdrawn_at"):
+            value = record[key]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                record[key] = format_time(float(value))
         with immediate(self.conn):
             status = self._status(record_id)
             new_status = "not_recorded" if status == PENDING else status
@@ -390,8 +404,15 @@ class Catalog:
             self._end(self.row(record_id), ended_at)
 
     def _end(self, row: Row, ended_at: float) -> None:
-        if row["status"] in ("complete", "truncated", "deleted") and row["ended_at"] is not None:
-            return  # recording_finished already set the end and the expiry
+        if row["status"] == "deleted":
+            return
+        if row["status"] in ("complete", "truncated") and row["ended_at"] is not None:
+            # recording_finished set the expiry; the call may have gone on after the
+            # recording stopped (consent withdrawn): ended_at is the end of the call.
+            self.conn.execute(
+                "UPDATE calls SET ended_at = MAX(ended_at, ?) WHERE id = ?", (ended_at, row["id"])
+            )
+            return
         expires: float | None = None  # a recording gets it when the file is sealed
         if row["status"] != "recording":
             expires = self.policy.expires_at(ended_at, row["direction"], row["extension"])
@@ -425,7 +446,7 @@ class Catalog:
             where.append("started_at < ?")
             params.append(f.until)
         if f.number is not None:
-            clause, values = _number_clause(f.number)
+            clause, values = _number_clause(f.number, self.normalise)
             where.append(clause)
             params += values
         for column, value in (
@@ -448,7 +469,7 @@ class Catalog:
 
     def ids_for_number(self, number: str) -> Ids:
         """Every row (except tombstones) where this number is the caller or the callee."""
-        clause, values = _number_clause(number)
+        clause, values = _number_clause(number, self.normalise)
         rows = self.conn.execute(
             f"SELECT id FROM calls WHERE status != 'deleted' AND {clause} "  # noqa: S608
             "ORDER BY started_at DESC, id DESC",
@@ -599,9 +620,11 @@ class Catalog:
         return out
 
 
-def _number_clause(number: str) -> tuple[str, list[Any]]:
+def _number_clause(
+    number: str, normalise: Callable[[str | None], str | None] = e164_or_none
+) -> tuple[str, list[Any]]:
     """Exact match on the dialled form or the E.164 form of caller or callee."""
-    e164 = e164_or_none(number)
+    e164 = normalise(number)
     clause = "(caller = ? OR callee = ?"
     values: list[Any] = [number, number]
     if e164 is not None:

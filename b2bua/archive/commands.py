@@ -115,6 +115,10 @@ def _catalog(args: argparse.Namespace, *, create: bool = False) -> Iterator[Cata
         )
     except CatalogError as exc:
         raise CommandError(str(exc)) from None
+    from b2bua.router import number_plan
+
+    # Erasure and export by number match the E.164 form with the office's number plan.
+    catalog.normalise = number_plan(config).e164
     try:
         yield catalog
     finally:

@@ -1,4 +1,4 @@
-"""asyncio UDP and TCP adapters: the only SIP code that touches sockets.
+"""asyncio UDP, TCP and TLS adapters: the only SIP code that touches sockets.
 
 Theory of operation: bytes arrive from a socket, are framed (one datagram = one message
 on UDP, Content-Length framing on a TCP stream) and parsed by `b2bua.message`. A parsed
@@ -7,7 +7,18 @@ an address taken from headers) and the transport name. A message that can not be
 is answered 400 when enough of it is readable to build a response (RFC 3261 needs Via,
 From, To, Call-ID and CSeq for that), otherwise dropped; either way it is counted and
 never affects other traffic. Sending goes through `send(data, dest, transport)`: on TCP
-it reuses the connection a peer opened to us, or opens one.
+and TLS it reuses the connection a peer opened to us (or we opened to it), or opens one;
+messages sent while that connect is under way wait for it, so a burst opens one
+connection, not several.
+
+TLS (RFC 3261 26.2, b2bua/tls.py) is the TCP stream code over an SSL transport: a
+second listener (`start_tls`) with our certificate, and on the client side a verifying
+context per destination (`tls_clients`, else `default_tls_client`, else the system
+store with the destination host as the name to check). A certificate that does not
+verify fails the connect; the queued messages are dropped, `tls_failures` counts it and
+the transaction layer times out as for an unreachable host. Connections are keyed by the
+peer's socket address; one we opened is also found under the address we were asked for
+(a host name), so the trunk gets one connection.
 
 Hardening (docs/security.md): `accept_source(ip)` (the guard's pre-parse gate) is asked
 before anything from a source is parsed or answered, so a banned source or a dropped
@@ -24,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +49,7 @@ from b2bua.message import (
     error_response,
     parse_message,
 )
+from b2bua.tls import TlsClient, client_context
 
 log = logging.getLogger("b2bua.transport")
 
@@ -55,6 +68,8 @@ class TransportStats:
     filtered: int = 0
     keepalive_pongs: int = 0
     send_errors: int = 0
+    tls_connections: int = 0
+    tls_failures: int = 0  # outbound connects whose handshake or verification failed
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -71,8 +86,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    """One stream connection; `name` is "TCP" or "TLS" (the SSL layer sits below)."""
+
+    def __init__(self, owner: SipTransport, name: str = "TCP") -> None:
         self.owner = owner
+        self.name = name
+        self.aliases: list[Address] = []  # destinations this connection was opened for
         self.parser = StreamParser(max_message_size=owner.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
@@ -125,7 +144,7 @@ class _TcpConnection(asyncio.Protocol):
         for message in messages:
             if self.owner._too_many_headers(message, self.peer):
                 continue
-            self.owner._deliver(message, self.peer, "TCP")
+            self.owner._deliver(message, self.peer, self.name)
 
     def _answer_error(self, data: bytes, exc: SipError) -> None:
         reply = error_response(data, exc)
@@ -160,6 +179,15 @@ class SipTransport:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._tcp: dict[Address, _TcpConnection] = {}
+        self._tls: dict[Address, _TcpConnection] = {}
+        self._connecting: dict[tuple[str, Address], list[bytes]] = {}
+        self._tls_server: asyncio.Server | None = None
+        self.tls_local: Address | None = None
+        # Client side of TLS: a verifying context per destination (serve.py: the trunk).
+        self.tls_clients: dict[Address, TlsClient] = {}
+        self.default_tls_client: TlsClient | None = None
+        self.connect_timeout_s = 10.0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._idle_task: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -176,17 +204,36 @@ class SipTransport:
         )
         self._idle_task = asyncio.create_task(self._close_idle())
 
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> Address:
+        """A TLS listener (usually port 5061) beside UDP and TCP; returns its address."""
+        loop = asyncio.get_running_loop()
+        self._tls_server = await loop.create_server(
+            lambda: _TcpConnection(self, "TLS"),
+            host=host,
+            port=port,
+            ssl=context,
+            ssl_handshake_timeout=self.connect_timeout_s,
+        )
+        bound = self._tls_server.sockets[0].getsockname()
+        self.tls_local = (str(bound[0]), int(bound[1]))
+        return self.tls_local
+
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._idle_task
-        for conn in list(self._tcp.values()):
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in {id(c): c for c in (*self._tcp.values(), *self._tls.values())}.values():
             if conn.transport is not None:
                 conn.transport.close()
-        if self._tcp_server is not None:
-            self._tcp_server.close()
-            await self._tcp_server.wait_closed()
+        for server in (self._tcp_server, self._tls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
         if self._udp is not None:
             self._udp.close()
 
@@ -205,7 +252,7 @@ class SipTransport:
         exc = SipParseError(f"more than {self.max_headers} header fields")
         reply = error_response(message.to_bytes(), exc)
         if reply is not None:
-            self.send(reply.to_bytes(), source, "TCP" if source in self._tcp else "UDP")
+            self.send(reply.to_bytes(), source, self._stream_name(source))
             self.stats.answered_400 += 1
         return True
 
@@ -241,48 +288,101 @@ class SipTransport:
 
     # -- send path ----------------------------------------------------------------
     def send(self, data: bytes, dest: Address, transport: str = "UDP") -> None:
-        if transport == "TCP":
-            conn = self._tcp.get(dest)
-            if conn is not None and conn.transport is not None:
+        if transport in ("TCP", "TLS"):
+            conn = self._streams(transport).get(dest)
+            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.write(data)
                 self.stats.sent += 1
                 return
-            asyncio.get_running_loop().create_task(self._tcp_connect_and_send(data, dest))
+            pending = self._connecting.get((transport, dest))
+            if pending is not None:
+                pending.append(data)  # the connect under way takes it along
+                return
+            self._connecting[(transport, dest)] = [data]
+            task = asyncio.get_running_loop().create_task(self._connect_and_send(transport, dest))
+            self._tasks.add(task)  # a reference, so the task is not collected mid-connect
+            task.add_done_callback(self._tasks.discard)
             return
         if self._udp is None:
             raise RuntimeError("transport not started")
         self._udp.sendto(data, dest)
         self.stats.sent += 1
 
-    async def _tcp_connect_and_send(self, data: bytes, dest: Address) -> None:
+    def _streams(self, transport: str) -> dict[Address, _TcpConnection]:
+        return self._tls if transport == "TLS" else self._tcp
+
+    def _stream_name(self, source: Address) -> str:
+        """The transport a source reached us on (for replies): TLS, TCP or UDP."""
+        if source in self._tls:
+            return "TLS"
+        return "TCP" if source in self._tcp else "UDP"
+
+    def _tls_client_for(self, dest: Address) -> TlsClient:
+        client = self.tls_clients.get(dest) or self.default_tls_client
+        if client is None:
+            client = self.default_tls_client = TlsClient(client_context())
+        return client
+
+    async def _connect_and_send(self, transport: str, dest: Address) -> None:
         loop = asyncio.get_running_loop()
+        key = (transport, dest)
         try:
-            transport, _ = await loop.create_connection(lambda: _TcpConnection(self), *dest)
-        except OSError as exc:
-            self.stats.send_errors += 1
-            log.info("tcp connect to %s:%d failed: %s", *dest, exc)
+            if transport == "TLS":
+                client = self._tls_client_for(dest)
+                connect = loop.create_connection(
+                    lambda: _TcpConnection(self, "TLS"),
+                    *dest,
+                    ssl=client.context,
+                    server_hostname=client.server_name or dest[0],
+                    ssl_handshake_timeout=self.connect_timeout_s,
+                )
+            else:
+                connect = loop.create_connection(lambda: _TcpConnection(self), *dest)
+            _, conn = await asyncio.wait_for(connect, self.connect_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            # ssl.SSLError (wrong or untrusted certificate, old protocol) is an OSError.
+            lost = self._connecting.pop(key, [])
+            self.stats.send_errors += len(lost)
+            if transport == "TLS":
+                self.stats.tls_failures += 1
+            log.warning("%s connect to %s:%d failed: %s", transport.lower(), *dest, exc)
             return
-        transport.write(data)
-        self.stats.sent += 1
+        queued = self._connecting.pop(key, [])
+        if conn.transport is None or conn.transport.is_closing():
+            self.stats.send_errors += len(queued)  # refused by our own connection limits
+            return
+        if dest != conn.peer:
+            conn.aliases.append(dest)
+            self._streams(transport)[dest] = conn
+        for data in queued:
+            conn.transport.write(data)
+            self.stats.sent += 1
 
     def _tcp_admit(self, ip: str) -> bool:
-        if not self._admits(ip) or len(self._tcp) >= self.max_tcp_connections:
+        """TCP and TLS connections share the limits (both are stream sockets)."""
+        total = len(self._tcp) + len(self._tls)
+        if not self._admits(ip) or total >= self.max_tcp_connections:
             return False
-        same = sum(1 for peer in self._tcp if peer[0] == ip)
+        same = sum(1 for peer in (*self._tcp, *self._tls) if peer[0] == ip)
         return same < self.max_tcp_connections_per_source
 
     def _tcp_register(self, conn: _TcpConnection) -> None:
-        self.stats.tcp_connections += 1
-        self._tcp[conn.peer] = conn
+        if conn.name == "TLS":
+            self.stats.tls_connections += 1
+        else:
+            self.stats.tcp_connections += 1
+        self._streams(conn.name)[conn.peer] = conn
 
     def _tcp_unregister(self, conn: _TcpConnection) -> None:
-        if self._tcp.get(conn.peer) is conn:
-            del self._tcp[conn.peer]
+        streams = self._streams(conn.name)
+        for address in (conn.peer, *conn.aliases):
+            if streams.get(address) is conn:
+                del streams[address]
 
     async def _close_idle(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, self.tcp_idle_s))
             cutoff = time.monotonic() - self.tcp_idle_s
-            for conn in list(self._tcp.values()):
+            for conn in [*self._tcp.values(), *self._tls.values()]:
                 if conn.last_activity < cutoff and conn.transport is not None:
                     conn.transport.close()

@@ -9,6 +9,12 @@ and its per-packet 256 KiB read. A forwarded packet is rewritten in that same bu
 partner leg's socket; nothing is queued. A send that would block is a lost UDP packet,
 counted, never buffered.
 
+SRTP (rtp/srtp.py) is per leg: a leg with an ``SrtpLeg`` unprotects what it reads right
+after the latching check (a bad tag or a replay is dropped and counted in
+``dropped_srtp``) and protects what it sends, RTCP included. Everything between,
+rewriting, transcoding and the tap, sees plain RTP, so the recorder taps decrypted audio
+whichever legs are encrypted.
+
 The tap (for the recorder and consent detection) gets a small immutable record per
 accepted packet after it was sent; ``BoundedTap`` just appends it to a per-leg list
 that the recorder drains once per 20 ms tick.
@@ -20,14 +26,12 @@ and reads the clock.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import random
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
 
 from media.g711 import alaw_to_ulaw, ulaw_to_alaw
 from rtp.packet import (
@@ -40,6 +44,7 @@ from rtp.packet import (
     rewrite_rtp_header,
     serialize_rtcp,
 )
+from rtp.ports import PortAllocator, PortsExhaustedError
 from rtp.session import (
     Address,
     Inactivity,
@@ -49,6 +54,8 @@ from rtp.session import (
     build_rtcp_bye,
     build_rtcp_report,
 )
+from rtp.srtp import SrtpLeg
+from rtp.tap import BoundedTap, Tap, TapPacket
 
 __all__ = [
     "BoundedTap",
@@ -79,56 +86,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-# ------------------------------------------------------------------------- ports
-
-
-class PortsExhaustedError(RuntimeError):
-    """No free RTP/RTCP port pair left in the configured range."""
-
-
-class PortAllocator:
-    """Even RTP ports (RTCP = RTP + 1) from ``lo``..``hi`` inclusive; freed ones return."""
-
-    def __init__(self, lo: int, hi: int) -> None:
-        first = lo + (lo & 1)
-        if not 0 < first < hi <= 65535:
-            raise ValueError(f"RTP port range {lo}-{hi} holds no even/odd pair")
-        self.lo, self.hi = lo, hi
-        # FIFO reuse: a freed port goes to the back, so late packets of an ended call
-        # are unlikely to reach the next call on the same port.
-        self._free = collections.deque(range(first, hi, 2))
-        self._used: set[int] = set()
-
-    @classmethod
-    def from_spec(cls, spec: str) -> PortAllocator:
-        """``"20000-29999"`` as in the config file."""
-        lo, sep, hi = spec.partition("-")
-        if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
-            raise ValueError(f"RTP port range {spec!r} is not LO-HI")
-        return cls(int(lo), int(hi))
-
-    @property
-    def capacity(self) -> int:
-        return len(self._free) + len(self._used)
-
-    @property
-    def available(self) -> int:
-        return len(self._free)
-
-    def allocate(self) -> int:
-        if not self._free:
-            raise PortsExhaustedError(f"all RTP ports in {self.lo}-{self.hi} are in use")
-        port = self._free.popleft()
-        self._used.add(port)
-        return port
-
-    def release(self, port: int) -> None:
-        if port not in self._used:
-            raise ValueError(f"port {port} was not allocated")
-        self._used.remove(port)
-        self._free.append(port)
-
-
 # ------------------------------------------------------------------ formats, tap
 
 
@@ -140,56 +97,6 @@ class MediaFormat:
     encoding: str = "PCMU"  # PCMU | PCMA (others pass through only between equal legs)
     telephone_event: int | None = 101
     clock_rate: int = 8000
-
-
-class TapPacket(NamedTuple):
-    """One accepted media packet as it arrived on ``leg`` (wire values, leg's own law).
-
-    A NamedTuple rather than a frozen dataclass: one is built per packet on the
-    forwarding path and a tuple is the cheapest immutable record.
-    """
-
-    leg: str
-    arrival: float  # loop.time() when read
-    seq: int
-    ts: int
-    ssrc: int
-    payload_type: int
-    marker: bool
-    payload: bytes
-
-
-class Tap(Protocol):
-    def put(self, packet: TapPacket) -> None: ...
-
-
-class BoundedTap:
-    """Per-leg lists the recorder drains per tick; full lists drop and count, never block."""
-
-    def __init__(self, max_per_leg: int = 500) -> None:
-        self.max_per_leg = max_per_leg
-        self.overflow = 0
-        self._lists: dict[str, list[TapPacket]] = {}
-
-    def put(self, packet: TapPacket) -> None:
-        items = self._lists.get(packet.leg)
-        if items is None:
-            items = self._lists[packet.leg] = []
-        if len(items) >= self.max_per_leg:
-            self.overflow += 1
-            return
-        items.append(packet)
-
-    def drain(self, leg: str) -> list[TapPacket]:
-        items = self._lists.get(leg)
-        if not items:
-            return []
-        self._lists[leg] = []
-        return items
-
-    def drain_all(self) -> dict[str, list[TapPacket]]:
-        lists, self._lists = self._lists, {}
-        return lists
 
 
 @dataclass(slots=True)
@@ -206,6 +113,8 @@ class LegCounters:
     rtcp_malformed: int = 0
     rtcp_dropped_unlatched: int = 0
     rtcp_sent: int = 0
+    dropped_srtp: int = 0  # SRTP tag did not verify, or a replay: never forwarded or tapped
+    rtcp_dropped_srtp: int = 0
 
 
 _Convert = Callable[[bytes], bytes]
@@ -239,6 +148,7 @@ class RelayLeg:
         self.address = address  # our (ip, RTP port), for the SDP we send
         self.fmt = fmt
         self.tap: Tap | None = None
+        self.srtp: SrtpLeg | None = None  # set by the call when this leg negotiated SDES
         self.partner: RelayLeg | None = None
         self.counters = LegCounters()
         self.latch = Latch(remote)
@@ -334,7 +244,14 @@ class RelayLeg:
         )
         buf[12 : 12 + size] = payload
         try:
-            self._rtp_sock.sendto(memoryview(buf)[: 12 + size], peer)
+            if self.srtp is None:
+                self._rtp_sock.sendto(memoryview(buf)[: 12 + size], peer)
+            else:
+                wire = self.srtp.protect(bytes(buf[: 12 + size]))
+                if wire is None:
+                    self.counters.send_errors += 1
+                    return False
+                self._rtp_sock.sendto(wire, peer)
         except OSError:
             self.counters.send_errors += 1
             return False
@@ -390,6 +307,19 @@ class RelayLeg:
         if not self.latch.accept(source):
             counters.dropped_unlatched += 1
             return
+        srtp = self.srtp
+        if srtp is not None:
+            plain = srtp.unprotect(bytes(self._view[:size]))
+            if plain is None:
+                counters.dropped_srtp += 1
+                return
+            size = len(plain)
+            buf[:size] = plain  # shorter than what was read: the tag is gone
+            try:
+                second, seq, ts, ssrc, start, end = peek_rtp(buf, size)
+            except RtpError:
+                counters.dropped_malformed += 1
+                return
         self.inactivity.on_packet(now)
         self.stats.update(ssrc, seq, ts, now)
         pt = second & 0x7F
@@ -421,8 +351,13 @@ class RelayLeg:
                 out = partner.outbound
                 out_seq, out_ts, out_marker = out.rewrite(ssrc, seq, ts, marker, now, end - start)
                 rewrite_rtp_header(buf, out_marker, out_pt, out_seq, out_ts, out.ssrc)
+                wire: bytes | memoryview | None = view[:size]
+                if partner.srtp is not None:
+                    wire = partner.srtp.protect(bytes(view[:size]))
                 try:
-                    partner._rtp_sock.sendto(view[:size], peer)
+                    if wire is None:
+                        raise OSError("SRTP protect failed")
+                    partner._rtp_sock.sendto(wire, peer)
                 except OSError:
                     counters.send_errors += 1
                 else:
@@ -449,6 +384,12 @@ class RelayLeg:
 
     def _handle_rtcp(self, data: bytes, source: Address, now: float) -> None:
         counters = self.counters
+        if self.srtp is not None:
+            plain = self.srtp.unprotect_rtcp(data)
+            if plain is None:
+                counters.rtcp_dropped_srtp += 1
+                return
+            data = plain
         try:
             packets = parse_rtcp(data)
             if not packets or not isinstance(packets[0], SenderReport | ReceiverReport):
@@ -475,6 +416,12 @@ class RelayLeg:
         peer = self._rtcp_peer()
         if peer is None:
             return
+        if self.srtp is not None:
+            wire = self.srtp.protect_rtcp(data)
+            if wire is None:
+                self.counters.send_errors += 1
+                return
+            data = wire
         try:
             self._rtcp_sock.sendto(data, peer)
         except OSError:

@@ -1,0 +1,60 @@
+"""The relay's tap: one immutable record per accepted packet, for the recorder.
+
+Packets are tapped after SRTP was removed, so the recorder always sees plain RTP.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+__all__ = ["BoundedTap", "Tap", "TapPacket"]
+
+
+class TapPacket(NamedTuple):
+    """One accepted media packet as it arrived on ``leg`` (wire values, leg's own law).
+
+    A NamedTuple rather than a frozen dataclass: one is built per packet on the
+    forwarding path and a tuple is the cheapest immutable record.
+    """
+
+    leg: str
+    arrival: float  # loop.time() when read
+    seq: int
+    ts: int
+    ssrc: int
+    payload_type: int
+    marker: bool
+    payload: bytes
+
+
+class Tap(Protocol):
+    def put(self, packet: TapPacket) -> None: ...
+
+
+class BoundedTap:
+    """Per-leg lists the recorder drains per tick; full lists drop and count, never block."""
+
+    def __init__(self, max_per_leg: int = 500) -> None:
+        self.max_per_leg = max_per_leg
+        self.overflow = 0
+        self._lists: dict[str, list[TapPacket]] = {}
+
+    def put(self, packet: TapPacket) -> None:
+        items = self._lists.get(packet.leg)
+        if items is None:
+            items = self._lists[packet.leg] = []
+        if len(items) >= self.max_per_leg:
+            self.overflow += 1
+            return
+        items.append(packet)
+
+    def drain(self, leg: str) -> list[TapPacket]:
+        items = self._lists.get(leg)
+        if not items:
+            return []
+        self._lists[leg] = []
+        return items
+
+    def drain_all(self) -> dict[str, list[TapPacket]]:
+        lists, self._lists = self._lists, {}
+        return lists

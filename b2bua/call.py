@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
 from b2bua.consent import (
     Action,
     ConnectOffice,
@@ -47,7 +48,7 @@ from b2bua.consent import (
 from b2bua.dialog import Dialog
 from b2bua.errors import SipError
 from b2bua.headers import Address, Headers, Via
-from b2bua.info_dtmf import parse_info_dtmf
+from b2bua.info_dtmf import ACCEPT_HEADER, parse_info_dtmf
 from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp
@@ -98,6 +99,12 @@ class Target:
     destination: Addr
     transport: str
     to_user: str
+    # Caller ID toward B (router.Presentation): None/empty keeps the caller's From.
+    from_user: str | None = None
+    from_display: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()  # P-Asserted-Identity, Privacy
+    caller_label: str | None = None  # the catalog's caller ("withheld" for CLIR)
+    credentials: tuple[str, str] | None = None  # digest (user, password) for B's 401/407
 
 
 class CallServices(Protocol):
@@ -154,6 +161,7 @@ class Call:
     consent_record: ConsentRecord | None = None
     a_answered: bool = False  # our 2xx went to A (early when we answer for consent)
     a_answer_body: bytes = b""  # outbound with consent: A's answer, sent on connect
+    b_nonces_answered: set[str] = field(default_factory=set)  # trunk digest, once each
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: str = ""
@@ -196,7 +204,7 @@ class Call:
         hub = services.recording
         if hub is None or direction == "internal":
             call.consent = consent = None  # internal calls have no external party to ask
-        asking = consent is not None and consent.mode != "off" and consent.employee_consent
+        asking = consent is not None and consent.asks
         call.consent_first = asking
         call.a.peer, call.a.transport = source, transport
         media = services.media
@@ -227,8 +235,12 @@ class Call:
     def _open_recording(self, external: MediaLeg, office: MediaLeg | None) -> None:
         hub = self.services.recording
         assert hub is not None
-        caller = self.a_invite.from_addr.uri.user or "anonymous"
-        extension = self.target.to_user if self.direction == "inbound" else caller
+        caller = self.target.caller_label or self.a_invite.from_addr.uri.user or "anonymous"
+        extension = (
+            self.target.to_user
+            if self.direction == "inbound"
+            else self.a_invite.from_addr.uri.user or caller
+        )
         hub.open_call(
             self.id,
             external=external,
@@ -287,10 +299,11 @@ class Call:
         caller = self.a_invite.from_addr
         host, port = self.services.local
         # Only the caller's user part and display name cross over: B sees us as the peer.
-        from_addr = Address(
-            URI("sip", caller.uri.user or "anonymous", host=host, port=port),
-            caller.display_name,
-        ).with_param("tag", self.b_tag)
+        user = self.target.from_user or caller.uri.user or "anonymous"
+        display = caller.display_name if self.target.from_user is None else self.target.from_display
+        from_addr = Address(URI("sip", user, host=host, port=port), display).with_param(
+            "tag", self.b_tag
+        )
         to_addr = Address(URI("sip", self.target.to_user, host=self.target.uri.host))
         fields = [
             ("Via", str(self._via(self.target.transport))),
@@ -301,6 +314,7 @@ class Call:
             ("CSeq", "1 INVITE"),
             ("Contact", str(self._contact())),
             ("Allow", ALLOW),
+            *self.target.extra_headers,
         ]
         if body:
             fields.append(("Content-Type", "application/sdp"))
@@ -471,7 +485,7 @@ class Call:
         return {
             "call_id": self.a_invite.call_id,
             "direction": self.direction,
-            "caller": self.a_invite.from_addr.uri.user,
+            "caller": self.target.caller_label or self.a_invite.from_addr.uri.user,
             "callee": self.target.to_user,
             "consent": None
             if record is None
@@ -673,8 +687,51 @@ class Call:
             ):
                 return  # a retransmitted 2xx: the dialog re-ACKs below
             self.feed(CallInput.B_SUCCESS, now, response)
+        elif response.status in (401, 407) and self._retry_with_credentials(response, now):
+            return  # the INVITE went out again with credentials (the ICT ACKed the 401)
         else:
             self.feed(CallInput.B_FAILURE, now, response)
+
+    def _retry_with_credentials(self, response: Response, now: float) -> bool:
+        """Answers the trunk's digest challenge once per nonce (a second challenge with
+        the same nonce means the credentials are wrong: then it is a failure)."""
+        if self.target.credentials is None or self.b_invite is None:
+            return False
+        if self.state not in (CallState.CALLING, CallState.EARLY):
+            return False
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = pick_challenge(response.headers.get_all(header))
+        if challenge is None:
+            return False
+        try:
+            _, params = parse_auth_params(challenge)
+        except SipError:
+            return False
+        nonce = params.get("nonce")
+        if nonce is None or nonce in self.b_nonces_answered:
+            return False
+        self.b_nonces_answered.add(nonce)
+        user, password = self.target.credentials
+        value = answer_challenge(
+            challenge,
+            method="INVITE",
+            uri=str(self.b_invite.uri),
+            username=user,
+            password=password,
+            cnonce=secrets.token_hex(8),
+        )
+        number = self.b_invite.cseq[0] + 1
+        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        headers = (
+            self.b_invite.headers.set("Via", str(self._via(self.target.transport)))
+            .set("CSeq", f"{number} INVITE")
+            .set(name, value)
+        )
+        self.b_invite = Request("INVITE", self.b_invite.uri, headers, self.b_invite.body)
+        self.b_invite_key = self.services.send_request(
+            self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
+        )
+        return True
 
     def on_a_response(self, response: Response, key: str, now: float) -> None:
         if key in self.relayed:
@@ -719,7 +776,10 @@ class Call:
             try:
                 info = parse_info_dtmf(request.headers.get("Content-Type"), request.body)
             except SipError as exc:
-                self.services.send_response(key, make_response(request, exc.status), now)
+                accept = [("Accept", ACCEPT_HEADER)] if exc.status == 415 else []
+                self.services.send_response(
+                    key, make_response(request, exc.status, headers=accept), now
+                )
                 return
             self.services.send_response(key, make_response(request, 200), now)
             if info is not None:

@@ -62,7 +62,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    return serve(config)
+    try:
+        return serve(config)
+    except ConfigError as exc:  # e.g. a TLS certificate that does not load
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -330,7 +330,9 @@ def _drain(tap: BoundedTap) -> list[Any]:
 
 
 def consent_json(record: ConsentRecord, wall: Callable[[float], float]) -> dict[str, Any]:
-    """The catalog's consent object; times become wall-clock seconds (catalog makes ISO)."""
+    """The catalog's consent object; times become wall-clock seconds (the catalog writes
+    them as ISO 8601)."""
+    withdrawn = record.withdrawn_at
     return {
         "mode": record.mode,
         "result": str(record.result),
@@ -339,4 +341,6 @@ def consent_json(record: ConsentRecord, wall: Callable[[float], float]) -> dict[
         "at": wall(record.at),
         "prompt_sha256": record.prompt_sha256,
         "language": record.language,
+        "withdrawn_at": None if withdrawn is None else wall(withdrawn),
+        "note": record.note,
     }

@@ -33,8 +33,10 @@ from b2bua.guard import Guard
 from b2bua.media_control import RelayMediaControl
 from b2bua.recording_hub import RecordingHub, load_prompts
 from b2bua.registrar import Registrar
+from b2bua.router import number_plan
 from b2bua.runner import CoreRunner
 from b2bua.switch import Switch
+from b2bua.tls import sip_server_context, trunk_client
 from b2bua.transaction import TimerConfig
 from rtp.relay import MediaRelay, PortAllocator, new_event_loop
 
@@ -160,11 +162,18 @@ async def start_server(config: Config) -> Server:
     runner = CoreRunner(switch, max_message_size=config.sip.max_message_size)
     sip = runner.transport
     sip.tcp_idle_s = config.sip.tcp_idle_s
-    sip.accept_source = lambda ip: guard.admits(ip, loop.time())
+    # A banned office phone is still parsed: the switch lets its emergency calls through
+    # (docs/operations.md, "Emergency calls") and drops everything else it sends.
+    sip.accept_source = lambda ip: guard.admits(ip, loop.time()) or guard.is_known(ip, loop.time())
     sip.max_headers = config.security.max_headers
     sip.max_tcp_connections = config.security.max_tcp_connections
     sip.max_tcp_connections_per_source = config.security.max_tcp_connections_per_source
+    tls_context = sip_server_context(config)  # before binding: a bad cert exits 2
+    sip.tls_clients[config.trunk.host] = trunk_client(config)
     bound = await runner.start(host, port)
+    if tls_context is not None and config.sip.tls_listen is not None:
+        tls_bound = await sip.start_tls(*config.sip.tls_listen, tls_context)
+        log.info("event=listening_tls sip=%s:%d", *tls_bound)
     if port == 0:
         switch.local = (public or bound[0], bound[1])
 
@@ -189,6 +198,7 @@ def _start_recording(
     directory.mkdir(parents=True, exist_ok=True)
     policy = RetentionPolicy.from_config(rec)
     catalog = Catalog.open(directory, policy=policy)
+    catalog.normalise = number_plan(config).e164  # E.164 with the office's country/area
     for item in recover(catalog, time.time()):
         log.warning("event=recovered_recording detail=%s", item)
     catalog.audit.log_config(config.path, "system", "serve")

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from b2bua.call import ALLOW, Call, CallServices, Side, Target
 from b2bua.config import Config
 from b2bua.consent import ConsentMachine
 from b2bua.errors import SipError
 from b2bua.guard import Guard, Verdict
+from b2bua.info_dtmf import ACCEPTED_TYPES
 from b2bua.media_control import MediaControl, RecordingControl
 from b2bua.message import Message, Request, Response, make_response
 from b2bua.registrar import Registrar
-from b2bua.router import Router
+from b2bua.router import Route, Router
+from b2bua.tollfraud import Policy, TollFraud, default_rules
 from b2bua.transaction import (
     AckReceived,
     AckTimedOut,
@@ -46,9 +49,12 @@ from b2bua.transaction import (
 )
 from b2bua.trunk_registration import TrunkRegistration
 from b2bua.uri import URI
-from b2bua.validate import RequestRejectedError, check_request
+from b2bua.validate import DEFAULT_CONTENT_TYPES, RequestRejectedError, check_request
 
 log = logging.getLogger("b2bua.switch")
+M = TypeVar("M", Request, Response)
+# INFO carries DTMF (consent digits) in these bodies; call.py parses them.
+INFO_CONTENT_TYPES = DEFAULT_CONTENT_TYPES | frozenset(ACCEPTED_TYPES)
 
 Addr = tuple[str, int]
 
@@ -91,13 +97,19 @@ class Switch:
         self._by_call_id: dict[str, tuple[Call, Side]] = {}  # A's and B's Call-IDs
         self._by_key: dict[str, tuple[Call, Side]] = {}  # client transactions
         self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
-        self._tcp_peers: set[Addr] = set()
+        # Peers reached over a stream (TCP or TLS): replies go back the same way.
+        self._tcp_peers: dict[Addr, str] = {}
         self._inactive_legs: list[str] = []
         self._media_events: list[tuple[str, str, float, str, str, str]] = []
         self.trunk_registration: TrunkRegistration | None = None
         self._registration_keys: set[str] = set()
         self._services = _Services(self)
         self.guard: Guard | None = None  # per-source limits and bans (serve.py sets it)
+        self.tollfraud = TollFraud(toll_policies(config, self.router))
+        # Call-IDs of emergency calls (both legs), and of emergency INVITEs still being
+        # authenticated (with the time they were seen, to forget those that never start).
+        self._emergency_call_ids: set[str] = set()
+        self._emergency_pending: dict[str, float] = {}
 
     # -- SipCore ----------------------------------------------------------------------
     def receive(self, message: Message, source: Addr, transport: str, now: float) -> None:
@@ -106,7 +118,7 @@ class Switch:
             return  # silently: a banned source or a stranger learns nothing
         reliable = transport != "UDP"
         if reliable:
-            self._tcp_peers.add(source)
+            self._tcp_peers[source] = transport
         events = self.layer.receive_message(message, source, now, reliable=reliable)
         if verdict is Verdict.REJECT_503:
             for event in events:  # a retransmission gives no event: the layer re-sends
@@ -122,6 +134,24 @@ class Switch:
             return Verdict.ALLOW
         method = message.method if isinstance(message, Request) else None
         new_dialog = method is not None and message.to_addr.tag is None
+        call_id = message.call_id
+        if call_id in self._emergency_call_ids or call_id in self._emergency_pending:
+            return Verdict.ALLOW
+        if (
+            new_dialog
+            and isinstance(message, Request)
+            and self.router.is_emergency_request(message)
+            and self.guard.is_known(ip, now)
+        ):
+            # An emergency call from an office phone (or the trunk) passes every ban and
+            # limit, with all its messages (the ACK of the 401 too); it must still
+            # authenticate, so a stranger gains nothing here.
+            stale = [c for c, at in self._emergency_pending.items() if now - at > 64.0]
+            for old in stale:
+                del self._emergency_pending[old]
+            if len(self._emergency_pending) < 1000:
+                self._emergency_pending[call_id] = now
+            return Verdict.ALLOW
         from_source = 0
         if new_dialog and method == "INVITE":
             from_source = sum(1 for c in self.calls.values() if c.a.peer[0] == ip)
@@ -162,6 +192,11 @@ class Switch:
             if call is not None:
                 log.info("event=media_timeout call=%s leg=%s", call.id, leg_id)
                 call.hangup("no media", now)
+        for call_id in self.tollfraud.expired(now):
+            call = self.calls.get(call_id)
+            if call is not None:
+                log.warning("event=tollfraud_minutes call=%s", call.id)
+                call.hangup("daily outbound minutes used up", now)
         limit = self.config.rtp.max_call_s
         for call in list(self.calls.values()):
             if now - call.started_at >= limit:
@@ -175,6 +210,7 @@ class Switch:
         deadlines.extend(call.get_timer() for call in self.calls.values())
         if self.trunk_registration is not None:
             deadlines.append(self.trunk_registration.get_timer())
+        deadlines.append(self.tollfraud.get_timer())
         limit = self.config.rtp.max_call_s
         deadlines.extend(call.started_at + limit for call in self.calls.values())
         present = [d for d in deadlines if d is not None]
@@ -182,7 +218,7 @@ class Switch:
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr, str]]:
         return [
-            (data, dest, "TCP" if dest in self._tcp_peers else "UDP")
+            (data, dest, self._tcp_peers.get(dest, "UDP"))
             for data, dest in self.layer.datagrams_to_send()
         ]
 
@@ -256,13 +292,23 @@ class Switch:
                 owner[0].hangup("no ACK", now)
 
     def _respond(self, key: str, response: Response, now: float) -> None:
+        response = self.stamp(response, "Server")
         self._dispatch(self.layer.send_response(key, response, now), ("", 0), "UDP", now)
+
+    def stamp(self, message: M, header: str) -> M:
+        """Adds Server/User-Agent only when sip.user_agent is configured (no product
+        name on the wire by default: scanners learn nothing)."""
+        agent = self.config.sip.user_agent
+        if agent is None:
+            return message
+        return replace(message, headers=message.headers.set(header, agent))
 
     def _on_request(
         self, request: Request, source: Addr, key: str, transport: str, now: float
     ) -> None:
         try:
-            check_request(request)
+            types = INFO_CONTENT_TYPES if request.method == "INFO" else DEFAULT_CONTENT_TYPES
+            check_request(request, allowed_content_types=types)
         except RequestRejectedError as exc:
             self.stats.requests_rejected += 1
             self._respond(key, make_response(request, exc.status, headers=exc.headers), now)
@@ -307,12 +353,24 @@ class Switch:
             self.stats.calls_rejected += 1
             self._respond(key, make_response(request, route.status or 403), now)
             return
+        if not self._toll_ok(route, extension, now):
+            self.stats.calls_rejected += 1
+            self._respond(key, make_response(request, 403), now)
+            return
         self._respond(key, make_response(request, 100), now)
         target = self._target_for(route.kind, route.target_extension, route.dialled, now)
         if target is None:
             self.stats.calls_rejected += 1
             self._respond(key, make_response(request, 480), now)
             return
+        shown = self.router.presentation(route, request)
+        target = replace(
+            target,
+            from_user=shown.from_user,
+            from_display=shown.display_name,
+            extra_headers=shown.headers,
+            caller_label=shown.caller_label,
+        )
         office = route.target_extension if route.kind == "inbound" else extension
         try:
             call = Call.start(
@@ -324,7 +382,7 @@ class Switch:
                 target,
                 route.kind,
                 now,
-                consent=self._consent_for(office),
+                consent=self._consent_for(office, route.unrecorded),
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -335,13 +393,33 @@ class Switch:
         self._by_call_id[request.call_id] = (call, Side.A)
         self._by_call_id[call.b_call_id] = (call, Side.B)
         self._by_invite_key[key] = call
+        if route.kind == "outbound" and not route.emergency and extension is not None:
+            self.tollfraud.call_started(call.id, extension, now)
+        if route.emergency:
+            self._emergency_pending.pop(request.call_id, None)
+            self._emergency_call_ids.update((request.call_id, call.b_call_id))
         log.info(
-            "event=call_start call=%s direction=%s from=%s to=%s",
+            "event=call_start call=%s direction=%s from=%s to=%s%s",
             call.id,
             route.kind,
-            request.from_addr.uri.user,
+            shown.caller_label,  # "withheld" for CLIR: the number stays out of the logs
             route.dialled,
+            " emergency=1" if route.emergency else "",
         )
+
+    def _toll_ok(self, route: Route, extension: str | None, now: float) -> bool:
+        """Toll-fraud rules for an outbound call from an extension (never emergency)."""
+        if route.kind != "outbound" or route.emergency or extension is None:
+            return True
+        decision = self.tollfraud.check(extension, route.dialled, route.e164, now)
+        if not decision.allowed:
+            log.warning(
+                "event=tollfraud_block ext=%s dialled=%s rule=%s",
+                extension,
+                route.dialled,
+                decision.rule,
+            )
+        return decision.allowed
 
     def start_trunk_registration(self, now: float) -> None:
         """Register the office account at the trunk (trunk.register = true)."""
@@ -361,12 +439,20 @@ class Switch:
     def _send_registration(self, request: Request | None, now: float) -> None:
         if request is not None and self.trunk_registration is not None:
             key = self.layer.send_request(
-                request, self.trunk_registration.registrar, now, reliable=False
+                self.stamp(request, "User-Agent"),
+                self.trunk_registration.registrar,
+                now,
+                reliable=False,
             )
             self._registration_keys.add(key)
 
-    def _consent_for(self, office_extension: str | None) -> ConsentMachine | None:
-        """A consent machine per call, with the office extension's employee consent."""
+    def _consent_for(
+        self, office_extension: str | None, unrecorded: str | None = None
+    ) -> ConsentMachine | None:
+        """A consent machine per call, with the office extension's employee consent.
+
+        `unrecorded` ("emergency", "do_not_record") makes it ask nobody, record nothing,
+        and note why."""
         if self.recording is None:
             return None
         rec = self.config.recording
@@ -381,6 +467,7 @@ class Switch:
             self.prompt_sha256,
             employee_consent=ext is not None and ext.employee_consent,
             pause_code=rec.pause_code,
+            not_asked_note=unrecorded,
         )
 
     def _target_for(
@@ -389,7 +476,15 @@ class Switch:
         if kind == "outbound":
             host, port = self.config.trunk.host
             uri = URI("sip", dialled, host=host, port=port)
-            return Target(uri, (host, port), "UDP", dialled)
+            trunk = self.config.trunk
+            credentials = (
+                (trunk.username, trunk.password)
+                if trunk.username is not None and trunk.password is not None
+                else None
+            )
+            return Target(
+                uri, (host, port), trunk.transport.upper(), dialled, credentials=credentials
+            )
         if extension is None:
             return None
         bindings = self.registrar.lookup(extension, now)
@@ -398,7 +493,11 @@ class Switch:
         # A registered phone is reached where its REGISTER came from (NAT); a static
         # contact's source is the host and port of its URI.
         binding = bindings[0]
-        return Target(binding.contact.uri, binding.source, binding.transport, extension)
+        transport = binding.transport
+        ext = self.config.extension(extension)
+        if binding.is_static and ext is not None and ext.transport is not None:
+            transport = ext.transport.upper()  # extension.transport wins over the URI's
+        return Target(binding.contact.uri, binding.source, transport, extension)
 
     def _on_cancel(self, event: CancelReceived, now: float) -> None:
         call = self._by_invite_key.get(event.invite_key) if event.invite_key else None
@@ -416,6 +515,8 @@ class Switch:
             if owner is not None and owner[0] is call:
                 del self._by_call_id[call_id]
         self._by_invite_key.pop(call.a_key, None)
+        self.tollfraud.call_ended(call.id, now)
+        self._emergency_call_ids.difference_update((call.a_invite.call_id, call.b_call_id))
         self.stats.calls_ended += 1
         log.info(
             "event=call_end call=%s duration_s=%.1f reason=%s",
@@ -444,9 +545,10 @@ class _Services(CallServices):
         self, call: Call, side: Side, request: Request, dest: Addr, transport: str, now: float
     ) -> str:
         sw = self.switch
+        request = sw.stamp(request, "User-Agent")
         key = sw.layer.send_request(request, dest, now, reliable=transport != "UDP")
         if transport != "UDP":
-            sw._tcp_peers.add(dest)
+            sw._tcp_peers[dest] = transport
         sw._by_key[key] = (call, side)
         return key
 
@@ -454,10 +556,24 @@ class _Services(CallServices):
         self.switch._respond(key, response, now)
 
     def send_ack(self, request: Request, dest: Addr, transport: str) -> None:
-        self.switch.layer.send_stateless(request, dest)
+        self.switch.layer.send_stateless(self.switch.stamp(request, "User-Agent"), dest)
 
     def call_ended(self, call: Call, now: float) -> None:
         self.switch._call_ended(call, now)
 
     def media_inactive(self, leg_id: str) -> None:
         self.switch.media_inactive(leg_id)
+
+
+def toll_policies(config: Config, router: Router) -> dict[str, Policy]:
+    """Each extension's toll-fraud policy (docs/configuration.md, [[extension]])."""
+    numbers = config.numbers
+    defaults = default_rules(numbers.country, router.plan.country_code)
+    return {
+        ext.number: Policy(
+            ext.allowed_destinations if ext.allowed_destinations is not None else defaults,
+            ext.max_outbound_calls,
+            float(ext.max_outbound_minutes_per_day),
+        )
+        for ext in config.extensions
+    }

@@ -211,12 +211,15 @@ class Office:
         return response
 
 
-def office_config(tmp_path: Path, rtp_keys: str = "") -> tuple[Path, int, int]:
+def office_config(
+    tmp_path: Path, rtp_keys: str = "", sip_extra: str = ""
+) -> tuple[Path, int, int]:
     trunk_port, phone_port = free_port(TRUNK_IP), free_port(PHONE_IP)
     config = write_office(
         tmp_path,
         trunk=(TRUNK_IP, trunk_port),
         phones={"1000": f"sip:1000@{PHONE_IP}:{phone_port}", "1001": ""},
+        sip_extra=sip_extra,
     )
     if rtp_keys:
         text = config.read_text().replace("inactivity_timeout_s = 30\n", rtp_keys + "\n")
@@ -229,8 +232,8 @@ def office_config(tmp_path: Path, rtp_keys: str = "") -> tuple[Path, int, int]:
 def make_office(tmp_path: Path) -> Iterator[Callable[[str], Office]]:
     opened: list[tuple[ServerThread, list[Peer]]] = []
 
-    def make(rtp_keys: str = "") -> Office:
-        config, trunk_port, phone_port = office_config(tmp_path, rtp_keys)
+    def make(rtp_keys: str = "", sip_extra: str = "") -> Office:
+        config, trunk_port, phone_port = office_config(tmp_path, rtp_keys, sip_extra)
         server = ServerThread(config).__enter__()
         trunk = Peer(TRUNK_IP, trunk_port, "trunk")
         phone = Peer(PHONE_IP, phone_port, "1000")
@@ -574,5 +577,17 @@ def test_options_answered_200_with_allow(make_office: Callable[[str], Office]) -
         assert allowed >= ALLOWED, allowed
         assert office.options_ok(peer).status == 200  # and again
         assert office.phone.wait(lambda m: True, timeout=0.3) is None
+    finally:
+        peer.close()
+
+
+def test_no_product_name_unless_configured(make_office: Callable[..., Office]) -> None:
+    peer = Peer(STRANGER_IP)
+    try:
+        plain = make_office("").options_ok(peer)
+        assert plain.headers.get("Server") is None
+        assert plain.headers.get("User-Agent") is None
+        named = make_office("", 'user_agent = "Office PBX"').options_ok(peer)
+        assert named.headers.get("Server") == "Office PBX"
     finally:
         peer.close()

@@ -243,3 +243,66 @@ def test_unknown_number_from_trunk_and_unregistered_phone(tmp_path: Path) -> Non
     assert trunk.returncode == 0, trunk.stdout + trunk.stderr
     assert server.switch.stats.calls_rejected == 1
     assert not server.relay.legs
+
+
+def test_outbound_call_answers_the_carriers_challenge_with_trunk_credentials(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+        sip_extra='digest_algorithms = ["MD5"]',
+    )
+    text = config.read_text().replace(
+        'inbound_extension = "1000"',
+        'inbound_extension = "1000"\nusername = "4930123"\npassword = "trunkpw"',
+    )
+    config.write_text(text)
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        carrier = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "trunk_uas_auth.xml"),
+                    "-i",
+                    "127.0.0.2",
+                    "-p",
+                    str(trunk_port),
+                    "-mp",
+                    str(free_port("127.0.0.2")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        await asyncio.sleep(0.3)
+        host, sip_port = server.sip_address
+        phone = await run_sipp(
+            [
+                "-sf",
+                str(SIPP_DIR / "phone_uac_auth.xml"),
+                "-s",
+                "+4989123456",
+                "-au",
+                "1000",
+                "-ap",
+                "pw1000",
+                "-i",
+                "127.0.0.3",
+                "-p",
+                str(phone_port),
+                "-mp",
+                str(free_port("127.0.0.3")),
+                "-m",
+                "1",
+                f"{host}:{sip_port}",
+            ]
+        )
+        return phone, await carrier, server
+
+    phone, carrier, server = run_async(lambda: _with_server(config, scenario))
+    assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr
+    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert server.switch.stats.calls_ended == 1

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from b2bua import transfer as transfer_steps
 from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
 from b2bua.consent import (
     Action,
@@ -53,6 +54,7 @@ from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp
 from b2bua.transaction import create_cancel, new_branch
+from b2bua.transfer import Transfer
 from b2bua.uri import URI
 
 log = logging.getLogger("b2bua.call")
@@ -89,6 +91,7 @@ class CallInput(enum.Enum):
 class Side(enum.Enum):
     A = "a"
     B = "b"
+    C = "c"  # a transfer target being called (transfer.py); becomes the office leg
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class CallServices(Protocol):
 
     def media_inactive(self, leg_id: str) -> None: ...
 
+    def transfer_target(self, user: str, now: float) -> Target | None: ...
+
+    def bind_call_id(self, call: Call, call_id: str, side: Side) -> None: ...
+
 
 @dataclass
 class LegState:
@@ -162,6 +169,8 @@ class Call:
     a_answered: bool = False  # our 2xx went to A (early when we answer for consent)
     a_answer_body: bytes = b""  # outbound with consent: A's answer, sent on connect
     b_nonces_answered: set[str] = field(default_factory=set)  # trunk digest, once each
+    transfer: Transfer | None = None  # a blind transfer in progress (transfer.py)
+    detached: dict[str, LegState] = field(default_factory=dict)  # transferors' old dialogs
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: str = ""
@@ -286,6 +295,42 @@ class Call:
         self.b_invite_key = self.services.send_request(
             self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
         )
+
+    # -- what transfer.py uses ---------------------------------------------------------
+    @property
+    def office_side(self) -> Side:
+        return Side.A if self.direction == "outbound" else Side.B
+
+    @property
+    def external_side(self) -> Side:
+        return Side.B if self.direction == "outbound" else Side.A
+
+    @property
+    def external_number(self) -> str | None:
+        if self.direction == "outbound":
+            return self.target.to_user
+        return self.a_invite.from_addr.uri.user
+
+    def leg(self, side: Side) -> LegState:
+        return self._leg(side)
+
+    def via(self, transport: str) -> Via:
+        return self._via(transport)
+
+    def contact(self) -> Address:
+        return self._contact()
+
+    def replace_leg(self, side: Side, new: LegState) -> None:
+        """A transfer's new leg takes the place of the office leg."""
+        if side is Side.A:
+            self.a = new
+        else:
+            self.b = new
+        assert new.dialog is not None
+        self.services.bind_call_id(self, new.dialog.call_id, side)
+
+    def on_c_response(self, response: Response, key: str, now: float) -> None:
+        transfer_steps.on_response(self, response, key, now)
 
     def _contact(self) -> Address:
         host, port = self.services.local
@@ -655,6 +700,9 @@ class Call:
         hub = self.services.recording
         if hub is not None:
             hub.call_ended(self.id, now, self.end_reason)
+        if self.transfer is not None:
+            self.transfer.media.close()
+            self.transfer = None
         media = self.services.media
         for leg in (self.a, self.b):
             if leg.media is not None:
@@ -742,6 +790,9 @@ class Call:
             self.feed(CallInput.BYE_DONE, now, response)
 
     def on_timeout(self, side: Side, key: str, now: float) -> None:
+        if side is Side.C:
+            transfer_steps.on_timeout(self, key, now)
+            return
         if key in self.relayed:
             server_key, request, _ = self.relayed.pop(key)
             self.services.send_response(server_key, make_response(request, 408), now)
@@ -756,6 +807,10 @@ class Call:
 
     def on_request(self, side: Side, request: Request, key: str, now: float) -> None:
         """An in-dialog request from `side` (BYE, re-INVITE, INFO, OPTIONS ...)."""
+        detached = self.detached.get(request.call_id)
+        if detached is not None:
+            transfer_steps.detached_request(self, detached, request, key, now)
+            return
         leg = self._leg(side)
         if leg.dialog is None:
             self.services.send_response(key, make_response(request, 481), now)
@@ -785,6 +840,8 @@ class Call:
             if info is not None:
                 external = Side.A if self.direction == "inbound" else Side.B
                 self.on_digit(info.digit, "info", "external" if side is external else "office", now)
+        elif method == "REFER":
+            transfer_steps.start(self, side, request, key, now)
         elif method in ("OPTIONS", "NOTIFY"):
             self.services.send_response(key, make_response(request, 200), now)
         else:

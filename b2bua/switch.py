@@ -97,6 +97,7 @@ class Switch:
         self._by_call_id: dict[str, tuple[Call, Side]] = {}  # A's and B's Call-IDs
         self._by_key: dict[str, tuple[Call, Side]] = {}  # client transactions
         self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
+        self._call_ids: dict[str, set[str]] = {}  # every Call-ID bound to a call
         # Peers reached over a stream (TCP or TLS): replies go back the same way.
         self._tcp_peers: dict[Addr, str] = {}
         self._inactive_legs: list[str] = []
@@ -280,6 +281,8 @@ class Switch:
                     self._by_key.pop(event.key, None)
                 if side is Side.B:
                     call.on_b_response(event.response, event.key, now)
+                elif side is Side.C:
+                    call.on_c_response(event.response, event.key, now)
                 else:
                     call.on_a_response(event.response, event.key, now)
         elif isinstance(event, TransactionTimedOut):
@@ -390,8 +393,8 @@ class Switch:
             return
         self.stats.calls_started += 1
         self.calls[call.id] = call
-        self._by_call_id[request.call_id] = (call, Side.A)
-        self._by_call_id[call.b_call_id] = (call, Side.B)
+        self._bind(call, request.call_id, Side.A)
+        self._bind(call, call.b_call_id, Side.B)
         self._by_invite_key[key] = call
         if route.kind == "outbound" and not route.emergency and extension is not None:
             self.tollfraud.call_started(call.id, extension, now)
@@ -508,9 +511,14 @@ class Switch:
         call.on_a_cancel(now)
 
     # -- called by calls through _Services ------------------------------------------------
+    def _bind(self, call: Call, call_id: str, side: Side) -> None:
+        """Requests with this Call-ID belong to `side` of `call` (every leg has its own)."""
+        self._by_call_id[call_id] = (call, side)
+        self._call_ids.setdefault(call.id, set()).add(call_id)
+
     def _call_ended(self, call: Call, now: float) -> None:
         self.calls.pop(call.id, None)
-        for call_id in (call.a_invite.call_id, call.b_call_id):
+        for call_id in self._call_ids.pop(call.id, set()):
             owner = self._by_call_id.get(call_id)
             if owner is not None and owner[0] is call:
                 del self._by_call_id[call_id]
@@ -563,6 +571,16 @@ class _Services(CallServices):
 
     def media_inactive(self, leg_id: str) -> None:
         self.switch.media_inactive(leg_id)
+
+    def transfer_target(self, user: str, now: float) -> Target | None:
+        """Where a blind transfer to `user` goes: an extension, else out to the trunk."""
+        sw = self.switch
+        if sw.config.extension(user) is not None:
+            return sw._target_for("internal", user, user, now)
+        return sw._target_for("outbound", None, user, now)
+
+    def bind_call_id(self, call: Call, call_id: str, side: Side) -> None:
+        self.switch._bind(call, call_id, side)
 
 
 def toll_policies(config: Config, router: Router) -> dict[str, Policy]:

@@ -245,7 +245,9 @@ def test_unknown_number_from_trunk_and_unregistered_phone(tmp_path: Path) -> Non
     assert not server.relay.legs
 
 
-def test_outbound_call_answers_the_carriers_challenge_with_trunk_credentials(tmp_path: Path) -> None:
+def test_outbound_call_answers_the_carriers_challenge_with_trunk_credentials(
+    tmp_path: Path,
+) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
     config = write_office(
         tmp_path,
@@ -306,3 +308,103 @@ def test_outbound_call_answers_the_carriers_challenge_with_trunk_credentials(tmp
     assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr
     assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
     assert server.switch.stats.calls_ended == 1
+
+
+def test_blind_transfer_moves_the_caller_to_another_phone(tmp_path: Path) -> None:
+    first_port, second_port = free_port("127.0.0.3"), free_port("127.0.0.4")
+    trunk_port = free_port("127.0.0.2")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={
+            "1000": f"sip:1000@127.0.0.3:{first_port}",
+            "1001": f"sip:1001@127.0.0.4:{second_port}",
+        },
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        first = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_transfers.xml"),
+                    "-i",
+                    "127.0.0.3",
+                    "-p",
+                    str(first_port),
+                    "-mp",
+                    str(free_port("127.0.0.3")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        second = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_uas.xml"),
+                    "-i",
+                    "127.0.0.4",
+                    "-p",
+                    str(second_port),
+                    "-mp",
+                    str(free_port("127.0.0.4")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        await asyncio.sleep(0.3)
+        forwarded: dict[str, int] = {}
+
+        async def watch() -> None:
+            for _ in range(200):
+                for leg_id, leg in server.relay.legs.items():
+                    forwarded[leg_id] = leg.counters.forwarded
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml", free_port("127.0.0.2"))
+        )
+        results = (trunk, await first, await second)
+        watcher.cancel()
+        return results, forwarded, server.switch.stats
+
+    (trunk, first, second), forwarded, stats = run_async(lambda: _with_server(config, scenario))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert stats.calls_started == 1
+    assert stats.calls_ended == 1
+    transfer_legs = {k: v for k, v in forwarded.items() if "-t" in k}
+    assert len(transfer_legs) == 1
+    # The second phone's echo reached the caller through the new leg.
+    assert next(iter(transfer_legs.values())) > 20
+
+
+def test_hold_and_resume_are_carried_across(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        phone = asyncio.create_task(
+            run_sipp(_phone_args(phone_port, "phone_hold.xml", free_port("127.0.0.3")))
+        )
+        await asyncio.sleep(0.3)
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac_hold.xml", free_port("127.0.0.2"))
+        )
+        return trunk, await phone, server.switch.stats
+
+    trunk, phone, stats = run_async(lambda: _with_server(config, scenario))
+    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert stats.calls_ended == 1

@@ -198,6 +198,12 @@ class Call:
         ACK. Otherwise B's INVITE goes out now with A's offer anchored to our relay.
         """
         sdp_offer = parse_sdp(invite.body) if invite.body else None
+        if sdp_offer is not None and any(
+            m.media == "audio" and m.port != 0 and m.proto == "RTP/SAVP" for m in sdp_offer.media
+        ):
+            # SRTP is terminated per leg by the relay (rtp/srtp.py), but calls do not
+            # negotiate it yet: refuse clearly rather than bridge audio nobody can decrypt.
+            raise SipError(488, "Not Acceptable Here", "SRTP (RTP/SAVP) calls not supported yet")
         call = cls(
             services=services,
             a_invite=invite,

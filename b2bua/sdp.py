@@ -199,7 +199,8 @@ def anchor(
     """Point every stream at the relay: `address` and one port per m= line.
 
     Rejected streams (port 0) stay rejected. a=rtcp becomes port+1 (the relay's RTCP
-    socket) or is dropped for a rejected stream. ICE attributes, which name the peer's
+    socket) or is dropped for a rejected stream. SDES a=crypto keys are always dropped
+    (they belong to one leg). ICE attributes, which name the peer's
     own addresses, are dropped unless `strip_ice` is false. The origin address becomes
     ours and its version is bumped, unless a whole `origin` is given (a B2BUA that keeps
     its own o= per leg, RFC 3264 section 8).
@@ -215,6 +216,10 @@ def anchor(
         attrs: list[Attribute] = []
         for key, value in m.attributes:
             if strip_ice and key in ICE_ATTRIBUTES:
+                continue
+            if key == "crypto":
+                # SDES keys belong to one leg: the relay terminates media per leg, so a
+                # key must never be handed on to the other side (it would also leak it).
                 continue
             if key != "rtcp":
                 attrs.append((key, value))

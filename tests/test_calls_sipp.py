@@ -408,3 +408,28 @@ def test_hold_and_resume_are_carried_across(tmp_path: Path) -> None:
     assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
     assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
     assert stats.calls_ended == 1
+
+
+def test_srtp_only_offer_is_refused_with_488_not_bridged(tmp_path: Path) -> None:
+    trunk_port = free_port("127.0.0.2")
+    config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port))
+    scenario_file = tmp_path / "trunk_expect.xml"
+    template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
+    scenario_file.write_text(
+        template.replace("EXPECTED_STATUS", "488").replace(
+            "m=audio [media_port] RTP/AVP 8 0",
+            "m=audio [media_port] RTP/SAVP 8\n      a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+            "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+        )
+    )
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        trunk = await run_sipp(
+            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
+        )
+        return trunk, server
+
+    trunk, server = run_async(lambda: _with_server(config, scenario))
+    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert server.switch.stats.calls_rejected == 1
+    assert not server.relay.legs

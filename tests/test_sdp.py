@@ -652,3 +652,15 @@ def test_pyvoip_parses_our_offer() -> None:
     assert (audio["port"], audio["methods"]) == (20000, ["0", "8", "101"])
     assert parsed["c"][0]["address"] == "127.0.0.1"
     assert parsed["a"]["ptime"] == "20"
+
+
+def test_anchor_never_passes_sdes_keys_to_the_other_leg() -> None:
+    offer_sdp = parse_sdp(
+        b"v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+        b"a=sendrecv\r\n"
+    )
+    anchored = anchor(offer_sdp, "198.51.100.7", [20000])
+    assert b"crypto" not in anchored.to_bytes()
+    assert anchored.media[0].attributes == (("sendrecv", None),)

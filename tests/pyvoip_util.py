@@ -20,29 +20,19 @@ import numpy as np
 
 # pyVoIP.SIP imported first hits a circular import inside pyVoIP; its package first works.
 import pyVoIP.VoIP
-from pyVoIP.VoIP import VoIPPhone
 
 from b2bua.config import load_config
+from b2bua.demo import stop_phone
 from b2bua.serve import Server, start_server
 from rtp.relay import new_event_loop
+
+__all__ = ["ServerThread", "audible", "peak_frequency", "stop_phone", "tone"]  # stop_phone: the demo's
 
 T = TypeVar("T")
 Addr = tuple[str, int]
 RATE = 8000
 
 assert pyVoIP.VoIP is not None
-
-
-def stop_phone(phone: VoIPPhone) -> None:
-    """phone.stop() without racing pyVoIP's receive thread on the socket it closes."""
-    sip = phone.sip
-    if sip.NSD:
-        sip.NSD = False  # the receive loop ends at its next turn
-        for thread in threading.enumerate():
-            if thread.name == "SIP Recieve":  # sic, pyVoIP's spelling
-                thread.join(timeout=5)
-        sip.NSD = True  # so that stop() still deregisters and closes the socket
-    phone.stop()
 
 
 class ServerThread:

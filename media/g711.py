@@ -124,6 +124,24 @@ _ALAW_TO_ULAW: UInt8Array = _ULAW_ENCODE[_ALAW_DECODE.view(np.uint16)]
 for _table in (_ULAW_ENCODE, _ULAW_DECODE, _ALAW_ENCODE, _ALAW_DECODE):
     _table.flags.writeable = False  # shared state: nobody may patch a table by accident
 _ULAW_TO_ALAW_BYTES = _ULAW_TO_ALAW.tobytes()
+
+
+def _pair_table(decode: Int16Array) -> npt.NDArray[np.uint32]:
+    """Two codes at a time: a little-endian uint16 of codes -> their two samples.
+
+    Gathering half as many (wider) elements halves the cost of decoding long buffers.
+    """
+    index = np.arange(65536, dtype=np.uint32)
+    pairs = np.empty((65536, 2), dtype=np.int16)
+    pairs[:, 0] = decode[index & 0xFF]
+    pairs[:, 1] = decode[index >> 8]
+    table: npt.NDArray[np.uint32] = pairs.view(np.uint32).reshape(65536)
+    table.flags.writeable = False
+    return table
+
+
+_ULAW_PAIRS = _pair_table(_ULAW_DECODE)
+_ALAW_PAIRS = _pair_table(_ALAW_DECODE)
 _ALAW_TO_ULAW_BYTES = _ALAW_TO_ULAW.tobytes()
 
 
@@ -148,15 +166,29 @@ def _linear_index(samples: np.ndarray) -> npt.NDArray[np.uint16]:
     return arr.astype(np.uint16)
 
 
+def _decode(codes: UInt8Array, single: Int16Array, pairs: npt.NDArray[np.uint32]) -> Int16Array:
+    # take() with an intp index is the fastest numpy gather; pairs of codes halve its work
+    # on long buffers, while a 20 ms frame is faster with one gather and no split.
+    if codes.size < 1024:
+        return single.take(codes.astype(np.intp))
+    even = codes.size & ~1
+    out = np.empty(codes.size, dtype=np.int16)
+    if even:
+        index = np.ascontiguousarray(codes[:even]).view(np.uint16).astype(np.intp)
+        out[:even] = pairs.take(index).view(np.int16)
+    if even != codes.size:
+        out[-1] = single[codes[-1]]
+    return out
+
+
 def decode_ulaw(payload: bytes | np.ndarray) -> Int16Array:
     """mu-law codes (bytes or uint8 array) -> int16 samples."""
-    # take() with an intp index is the fastest numpy gather for both frame and batch sizes.
-    return _ULAW_DECODE.take(_codes(payload).astype(np.intp))
+    return _decode(_codes(payload), _ULAW_DECODE, _ULAW_PAIRS)
 
 
 def decode_alaw(payload: bytes | np.ndarray) -> Int16Array:
     """A-law codes (bytes or uint8 array) -> int16 samples."""
-    return _ALAW_DECODE.take(_codes(payload).astype(np.intp))
+    return _decode(_codes(payload), _ALAW_DECODE, _ALAW_PAIRS)
 
 
 def encode_ulaw(samples: np.ndarray) -> bytes:

@@ -248,3 +248,15 @@ def test_tables_are_read_only() -> None:
     out = g711.decode_ulaw(b"\x00\x01")
     out[0] = 1  # the result is a fresh array ...
     assert g711.decode_ulaw(b"\x00").tolist() == [itu_ulaw_expand(0)]  # ... not the table
+
+
+@pytest.mark.parametrize("length", [1024, 4097, 48001])
+def test_long_buffers_decode_like_single_codes(length: int) -> None:
+    # Long buffers take the two-codes-at-a-time table; it must agree code by code,
+    # odd lengths included.
+    rng = np.random.default_rng(length)
+    codes = rng.integers(0, 256, length, dtype=np.uint8)
+    single_u = np.array([g711.decode_ulaw(bytes([c]))[0] for c in range(256)], dtype=np.int16)
+    single_a = np.array([g711.decode_alaw(bytes([c]))[0] for c in range(256)], dtype=np.int16)
+    assert np.array_equal(g711.decode_ulaw(codes.tobytes()), single_u[codes])
+    assert np.array_equal(g711.decode_alaw(codes), single_a[codes])

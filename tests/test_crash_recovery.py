@@ -1,0 +1,146 @@
+"""kill -9 of `b2bua serve` in the middle of a recorded call: after a restart the
+recording is listed as truncated and decrypts to what was written (issues 4 and 8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tests.conftest import SIPP_DIR, free_port, sipp_binary
+from tests.test_consent_calls import CAPTURES, consent_office, trunk_scenario
+
+pytestmark = pytest.mark.sipp
+B2BUA = [sys.executable, "-m", "b2bua.cli"]
+
+
+def start_serve(config: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*B2BUA, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "b2bua serving SIP on HOST:PORT (pid N); ..."
+    proc.stdout.close()  # nothing else is printed there; logs go to stderr
+    match = re.search(r"on (\S+):(\d+) ", line)
+    assert match, line
+    return proc, f"{match.group(1)}:{match.group(2)}"
+
+
+def sipp(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sipp_binary(), *args, "-nostdin", "-timeout", "30s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = consent_office(tmp_path, trunk_port, phone_port)
+    # A long call: the recording runs for ~10 s unless the server dies first.
+    scenario = trunk_scenario(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"))
+    text = scenario.read_text().replace(
+        '<pause milliseconds="3500"/>', '<pause milliseconds="15000"/>'
+    )
+    scenario.write_text(text)
+    recordings = tmp_path / "recordings"
+    server, address = start_serve(config)
+    peers: list[subprocess.Popen[bytes]] = []
+    try:
+        peers.append(
+            sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_uas.xml"),
+                    "-i",
+                    "127.0.0.3",
+                    "-p",
+                    str(phone_port),
+                    "-mp",
+                    str(free_port("127.0.0.3")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        time.sleep(0.3)
+        peers.append(
+            sipp(
+                [
+                    "-sf",
+                    str(scenario),
+                    "-s",
+                    "1000",
+                    "-i",
+                    "127.0.0.2",
+                    "-p",
+                    str(trunk_port),
+                    "-mp",
+                    str(free_port("127.0.0.2")),
+                    "-m",
+                    "1",
+                    address,
+                ]
+            )
+        )
+        # Wait until two whole 64 KiB chunks are on disk (about 4 s of stereo audio).
+        deadline = time.monotonic() + 25
+        part: Path | None = None
+        while time.monotonic() < deadline:
+            parts = list(recordings.glob("*.wav.age.part"))
+            if parts and parts[0].stat().st_size > 2 * 65552 + 300:
+                part = parts[0]
+                break
+            time.sleep(0.1)
+        assert part is not None, "the recording never grew to two chunks"
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    finally:
+        for peer in peers:
+            peer.kill()
+            peer.wait(timeout=10)
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+    assert part.exists()  # nothing sealed it: the process died
+
+    # Restart: start-up recovery renames the part and marks it truncated.
+    restarted, _ = start_serve(config)
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(timeout=20) == 0
+    listing = subprocess.run(
+        [*B2BUA, "recordings", "list", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    (row,) = json.loads(listing.stdout)
+    assert row["status"] == "truncated"
+    assert row["consent"]["result"] == "accepted"
+    assert Path(row["path"]).exists()
+    assert not list(recordings.glob("*.part"))
+    out = tmp_path / "recovered.wav"
+    result = subprocess.run(
+        [*B2BUA, "decrypt", "--identity", str(tmp_path / "recorder.key"), row["path"], str(out)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3, result.stderr  # truncated, audio recovered
+    data, rate = sf.read(out, dtype="int16")
+    assert rate == 8000
+    assert data.shape[1] == 2
+    assert len(data) / rate >= 3.5  # at least the two whole chunks before the kill

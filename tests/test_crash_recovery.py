@@ -138,6 +138,7 @@ def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert result.returncode == 3, result.stderr  # truncated, audio recovered
     data, rate = sf.read(out, dtype="int16")

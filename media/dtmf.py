@@ -37,6 +37,7 @@ Everything here is sans-I/O: samples and ``now`` in, events out; no clock is rea
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -133,6 +134,56 @@ def _dbfs_to_power(dbfs: float) -> float:
     return 0.5 * float(np.power(10.0, dbfs / 10.0))
 
 
+@dataclass(frozen=True)
+class _Tables:
+    hann: FloatArray
+    hann_sum: float
+    hann_sq: FloatArray
+    hann_sq_sum: float
+    freqs: FloatArray
+    basis: FloatArray
+    hop_rotation: npt.NDArray[np.complex128]
+    gain_grid: FloatArray
+    gain_table: FloatArray
+
+
+@functools.lru_cache(maxsize=4)
+def _tables(sample_rate: int) -> _Tables:
+    """The detector's constant tables, built once per sample rate (building them takes
+    milliseconds: far too long to do for every call on the media event loop)."""
+    hop = sample_rate // 200
+    window = 4 * hop
+    n = np.arange(window)
+    hann: FloatArray = 0.5 - 0.5 * np.cos(2 * np.pi * n / window)
+    freqs: FloatArray = np.array(ROW_FREQS + COL_FREQS)
+    # Real and imaginary parts side by side: one real matrix product per batch of
+    # windows (BLAS), instead of a complex one.
+    angle = 2 * np.pi * np.outer(n, freqs) / sample_rate
+    basis: FloatArray = np.hstack((hann[:, None] * np.cos(angle), -hann[:, None] * np.sin(angle)))
+    # Phase a tone at exactly the nominal frequency advances by in one hop.
+    hop_rotation = np.exp(-2j * np.pi * freqs * hop / sample_rate)
+    # Hann filter magnitude response (1.0 at the centre) on a 0.25 Hz grid, to undo
+    # the loss for a tone off its filter's centre (<= 1.5 dB within tolerance).
+    gain_grid: FloatArray = np.arange(-100.0, 100.25, 0.25)
+    probe = np.exp(2j * np.pi * np.outer(gain_grid, n) / sample_rate)
+    gain_table: FloatArray = np.abs(probe @ hann) / float(hann.sum())
+    for array in (hann, freqs, basis, hop_rotation, gain_grid, gain_table):
+        array.flags.writeable = False  # shared by every detector
+    hann_sq: FloatArray = hann**2
+    hann_sq.flags.writeable = False
+    return _Tables(
+        hann,
+        float(hann.sum()),
+        hann_sq,
+        float(hann_sq.sum()),
+        freqs,
+        basis,
+        hop_rotation,
+        gain_grid,
+        gain_table,
+    )
+
+
 class InbandDtmfDetector:
     """Streaming in-band DTMF detector: feed int16 samples in blocks of any size."""
 
@@ -153,25 +204,16 @@ class InbandDtmfDetector:
         self.sample_rate = sample_rate
         self.hop = sample_rate // 200  # 5 ms
         self.window = 4 * self.hop  # 20 ms: four sub-blocks of one hop each
-        n = np.arange(self.window)
-        self._hann: FloatArray = 0.5 - 0.5 * np.cos(2 * np.pi * n / self.window)
-        self._hann_sum = float(self._hann.sum())
-        self._hann_sq: FloatArray = self._hann**2
-        self._hann_sq_sum = float(self._hann_sq.sum())
-        self._freqs: FloatArray = np.array(ROW_FREQS + COL_FREQS)
-        # Real and imaginary parts side by side: one real matrix product per batch of
-        # windows (BLAS), instead of a complex one.
-        angle = 2 * np.pi * np.outer(n, self._freqs) / sample_rate
-        self._basis: FloatArray = np.hstack(
-            (self._hann[:, None] * np.cos(angle), -self._hann[:, None] * np.sin(angle))
-        )
-        # Phase a tone at exactly the nominal frequency advances by in one hop.
-        self._hop_rotation = np.exp(-2j * np.pi * self._freqs * self.hop / sample_rate)
-        # Hann filter magnitude response (1.0 at the centre) on a 0.25 Hz grid, to undo
-        # the loss for a tone off its filter's centre (<= 1.5 dB within tolerance).
-        self._gain_grid: FloatArray = np.arange(-100.0, 100.25, 0.25)
-        probe = np.exp(2j * np.pi * np.outer(self._gain_grid, n) / sample_rate)
-        self._gain_table: FloatArray = np.abs(probe @ self._hann) / self._hann_sum
+        tables = _tables(sample_rate)
+        self._hann = tables.hann
+        self._hann_sum = tables.hann_sum
+        self._hann_sq = tables.hann_sq
+        self._hann_sq_sum = tables.hann_sq_sum
+        self._freqs = tables.freqs
+        self._basis = tables.basis
+        self._hop_rotation = tables.hop_rotation
+        self._gain_grid = tables.gain_grid
+        self._gain_table = tables.gain_table
         self._min_power = _dbfs_to_power(min_level_dbm0 - FULL_SCALE_SINE_DBM0)
         self._tolerance = freq_tolerance
         self._normal_twist = 10.0 ** (normal_twist_db / 10.0)
@@ -180,6 +222,10 @@ class InbandDtmfDetector:
         self._spread = 10.0 ** (-MAX_SUBBLOCK_SPREAD_DB / 10.0)
         self._min_on = min_on_windows
         self._min_off = min_off_windows
+        # Lowest filter gain a tone inside the frequency tolerance can see: the screen
+        # below divides by it, so it never rejects what the full analysis would accept.
+        edge = np.array([freq_tolerance * max(COL_FREQS)])
+        self._screen_gain2 = 0.99 * float(self._gain(edge)[0]) ** 2
 
         self._buffer: FloatArray = np.zeros(0)
         self._buffer_start = 0  # absolute sample index of _buffer[0]
@@ -210,15 +256,24 @@ class InbandDtmfDetector:
         if len(self._buffer) < self.window:
             return []
         count = (len(self._buffer) - self.window) // self.hop + 1
+        if self._state is _State.IDLE and not self._screen(count):
+            # No window can hold a tone (the usual case: speech or silence): stepping
+            # the machine with "no tone" only resets the run, so do that in one go.
+            self._run_code, self._run_len = -1, 0
+            self._consume(count)
+            return []
         codes = self._classify(count)
         pressed: list[DtmfDigit] = []
         for i, code in enumerate(codes.tolist()):
             start = self._buffer_start + i * self.hop
             self._step(code, start, now, pressed)
+        self._consume(count)
+        return pressed
+
+    def _consume(self, count: int) -> None:
         consumed = count * self.hop
         self._buffer = self._buffer[consumed:]
         self._buffer_start += consumed
-        return pressed
 
     def pop_finished(self) -> list[DtmfDigit]:
         """Presses whose tone has ended since the last call, with ``end_sample`` set."""
@@ -283,6 +338,34 @@ class InbandDtmfDetector:
         )
         code = _KEYPAD_CODES[row * 4 + (col - 4)]
         return np.where(ok, code, -1).astype(np.int64)
+
+    def _screen(self, count: int) -> bool:
+        """Whether any of `count` windows may hold a tone: the necessary level and
+        energy-ratio conditions of `_classify`, from one matrix product. Keeps the
+        phase and steadiness history `_classify` would have left."""
+        buf = self._buffer
+        step = buf.strides[0]
+        frames = np.lib.stride_tricks.as_strided(
+            buf, shape=(count, self.window), strides=(step * self.hop, step), writeable=False
+        )
+        xr = frames @ self._basis
+        power = 2.0 * ((xr[:, :8] ** 2 + xr[:, 8:] ** 2) / self._hann_sum**2)
+        row_max = power[:, :4].max(axis=1)
+        col_max = power[:, 4:].max(axis=1)
+        total = (frames**2 @ self._hann_sq) / self._hann_sq_sum
+        floor = self._min_power * self._screen_gain2
+        maybe = (
+            (row_max >= floor)
+            & (col_max >= floor)
+            & (row_max + col_max >= self._min_ratio * total * self._screen_gain2)
+        )
+        if bool(maybe.any()):
+            return True
+        self._prev_x = (xr[-1:, :8] + 1j * xr[-1:, 8:]).copy()
+        last = (buf[(count - 1) * self.hop : (count + 3) * self.hop] ** 2).reshape(4, self.hop)
+        energy = last.mean(axis=1)
+        self._prev_steady = bool(energy.min() >= self._spread * energy.max())
+        return False
 
     def _gain(self, offset_hz: FloatArray) -> FloatArray:
         """Hann filter magnitude response at `offset_hz` from its centre (1.0 at 0)."""

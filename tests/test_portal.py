@@ -366,7 +366,7 @@ def test_list_filters_sorting_and_columns(env: Env) -> None:
     order = re.findall(r'data-id="([0-9A-Z]{26})"', page)
     assert order == [env.ids["c"], env.ids["xss"], env.ids["b"], env.ids["a"]]  # newest first
     assert "0:03" in page and "accepted" in page and "declined" in page
-    assert "(in 29 d)" in page or "(in 30 d)" in page  # expiry with what is left
+    assert "(in 29 days)" in page or "(in 30 days)" in page  # expiry with what is left
 
     def ids(query: str) -> set[str]:
         return set(re.findall(r'data-id="([0-9A-Z]{26})"', sam.get("/recordings?" + query).text))
@@ -526,7 +526,7 @@ def test_timeline_picture(env: Env) -> None:
     detail = sam.get(f"/recordings/{env.ids['a']}").text
     assert f'src="/recordings/{env.ids["a"]}/audio.wav"' in detail
     assert f'src="/recordings/{env.ids["a"]}/timeline.svg"' in detail
-    assert "prompt_sha256" in detail and "rfc4733" in detail  # consent evidence
+    assert "Prompt SHA-256" in detail and "rfc4733" in detail  # consent evidence
     assert "Download WAV" in detail
 
 
@@ -563,7 +563,7 @@ def test_without_identity_playback_is_unavailable(env: Env) -> None:
 def test_declined_call_has_no_player(env: Env) -> None:
     anna = logged_in(env, "anna")
     page = anna.get(f"/recordings/{env.ids['c']}").text
-    assert "<audio" not in page and "not_recorded" in page and "declined" in page
+    assert "<audio" not in page and "not recorded" in page and "declined" in page
     assert anna.get(f"/recordings/{env.ids['c']}/audio.wav").status_code == 404
 
 

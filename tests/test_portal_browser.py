@@ -4,10 +4,13 @@ The portal runs as its own process (`python -m b2bua.portal --config ...`, as `b
 serve` starts it), with production argon2 parameters. An agent logs in, finds the
 recording, plays it (the element reaches the playing state, its duration matches the
 recording, seeking works through Range requests), downloads it, and a second agent of
-another extension gets 404 for it. The recording comes from
-`tests.test_portal_support.recording_for_browser`.
+another extension gets 404 for it. The browser asks for German (locale de-DE, so
+Accept-Language de-DE), the pages come in German; then the switch in the header turns them
+English. The recording comes from `tests.test_portal_support.recording_for_browser`.
 
-Set B2BUA_PORTAL_SCREENSHOT=docs/portal-recording.png to refresh the screenshot in docs.
+Set B2BUA_PORTAL_SCREENSHOT=docs/portal-recording-de.png (the German page) and
+B2BUA_PORTAL_SCREENSHOT_EN=docs/portal-recording.png (after the switch) to refresh the
+screenshots in docs.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def portal(tmp_path: Path) -> Iterator[tuple[str, str, np.ndarray]]:
         pytest.fail("Chromium not found: apt-get install chromium (Debian package)")
     identity, recipient = make_keys(tmp_path)
     port = free_port()
-    config_path = write_config(tmp_path, identity, listen=f"127.0.0.1:{port}")
+    # The configured default is English: German pages below come from Accept-Language.
+    config_path = write_config(tmp_path, identity, listen=f"127.0.0.1:{port}", language="en")
     config = load_config(config_path)
     with Catalog.open(config.recording.directory) as cat:
         add_user(cat, "anna", PASSWORD, "agent", ["1000"], actor="test", source="test")
@@ -100,7 +104,7 @@ def test_browser_login_play_download_and_agent_isolation(
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(
-                accept_downloads=True, viewport={"width": 1180, "height": 900}
+                accept_downloads=True, viewport={"width": 1180, "height": 900}, locale="de-DE"
             )
             page = context.new_page()
             page.set_default_timeout(15_000)
@@ -111,16 +115,19 @@ def test_browser_login_play_download_and_agent_isolation(
             )
 
             page.goto(base + "/login")
+            assert page.get_attribute("html", "lang") == "de"
             page.fill("input[name=username]", "anna")
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_url(base + "/recordings")
 
             page.fill("input[name=number]", "+4930123456")
-            page.click("text=Search")
+            page.click("form.filters button[type=submit]")
             page.wait_for_url("**/recordings?*number=*")
             page.click(f'a[data-id="{rid}"]')
             page.wait_for_url(f"{base}/recordings/{rid}")
+            assert "WAV herunterladen" in page.inner_text("main")
+            assert "Nachweis der Einwilligung" in page.inner_text("main")
 
             # Autoplay policy: a user gesture on the page first, then play().
             page.click("h1")
@@ -147,6 +154,15 @@ def test_browser_login_play_download_and_agent_isolation(
             target = os.environ.get("B2BUA_PORTAL_SCREENSHOT")
             if target:
                 shutil.copyfile(shot, REPO / target)
+
+            # The language switch in the header: a form post back to this page.
+            page.click("header button[lang=en]")
+            page.wait_for_function("document.documentElement.lang === 'en'")
+            assert page.url == f"{base}/recordings/{rid}"
+            assert "Consent evidence" in page.inner_text("main")
+            target = os.environ.get("B2BUA_PORTAL_SCREENSHOT_EN")
+            if target:
+                page.screenshot(path=str(REPO / target), full_page=True)
 
             with page.expect_download() as info:
                 page.click("text=Download WAV")

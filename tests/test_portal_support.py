@@ -49,6 +49,7 @@ def write_config(
     listen: str = "127.0.0.1:8080",
     tls: tuple[Path, Path] | None = None,
     idle_s: int = 900,
+    language: str | None = "en",
 ) -> Path:
     lines = [
         "[sip]",
@@ -70,6 +71,8 @@ def write_config(
         f'listen = "{listen}"',
         f"session_idle_s = {idle_s}",
     ]
+    if language is not None:  # the portal's default page language (the loader's is "de")
+        lines.append(f'language = "{language}"')
     if identity is not None:
         lines.append(f'identity = "{identity}"')
     if tls is not None:

@@ -11,6 +11,7 @@ Routes (all pages server-rendered HTML, no script):
     POST /recordings/{id}/hold|delete      admins only
     GET  /audit                            admins only
     GET/POST /account/password
+    POST /language, POST /login/language   the language switch (header, login page)
     GET  /static/portal.css
 
 Every response carries the security headers (security.security_headers) through a small
@@ -92,6 +93,7 @@ def create_app(
         clock=clock,
         hasher=hasher,
         page_size=page_size,
+        default_language=config.portal.language,
     )
 
     async def home(request: Request) -> Response:
@@ -104,16 +106,18 @@ def create_app(
         return Response(status_code=204)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return portal.not_found()
+        return portal.not_found(lang=portal.anonymous_language(request))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
+        lang = portal.anonymous_language(request)
         if status == 404:
-            return portal.not_found()
-        return portal.error(status, "Error", "The request could not be handled.")
+            return portal.not_found(lang=lang)
+        return portal.error(status, "error_title", "error_generic", lang=lang)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return portal.error(500, "Internal error", "Something went wrong; it has been logged.")
+        lang = portal.anonymous_language(request)
+        return portal.error(500, "error_internal_title", "error_internal", lang=lang)
 
     routes = [
         Route("/", home),
@@ -121,7 +125,9 @@ def create_app(
         Route("/favicon.ico", no_icon),
         Route("/login", partial(account.login_form, portal), methods=["GET"]),
         Route("/login", partial(account.login_submit, portal), methods=["POST"]),
+        Route("/login/language", partial(account.choose_login_language, portal), methods=["POST"]),
         Route("/logout", authed(portal, account.logout), methods=["POST"]),
+        Route("/language", authed(portal, account.choose_language), methods=["POST"]),
         Route("/account/password", authed(portal, account.password_form), methods=["GET"]),
         Route("/account/password", authed(portal, account.password_submit), methods=["POST"]),
         Route("/recordings", authed(portal, recordings.list_recordings)),

@@ -45,6 +45,10 @@ __all__ = [
 class DecryptError(Exception):
     """The file can not be opened: missing, wrong key, or tampered."""
 
+    def __init__(self, detail: str, *, missing: bool = False) -> None:
+        super().__init__(detail)
+        self.missing = missing  # the file is gone (else: it is there but will not open)
+
 
 @dataclass(frozen=True)
 class PlainRecording:
@@ -79,7 +83,7 @@ def decrypt_recording(path: Path, identities: Sequence[str]) -> PlainRecording:
             except AgeTruncated:
                 truncated = True
     except FileNotFoundError:
-        raise DecryptError("the recording file is missing") from None
+        raise DecryptError("the recording file is missing", missing=True) from None
     except AgeError as exc:
         raise DecryptError(f"can not decrypt: {exc}") from None
     except OSError as exc:
@@ -210,8 +214,10 @@ def timeline_svg(
     plain: PlainRecording,
     labels: Sequence[str] = ("external party", "office party"),
     pauses: Sequence[Sequence[float]] = (),
+    sides: Sequence[str] = ("left", "right"),
 ) -> str:
-    """An SVG picture of both channels over time (numbers only; no user text in it)."""
+    """An SVG picture of both channels over time (no user text in it; `labels` and
+    `sides` are the portal's words for the lanes, in the page's language)."""
     data = np.frombuffer(plain.wav, dtype="<i2", offset=plain.data_offset)
     data = data[: plain.frames * plain.channels].reshape(-1, plain.channels)
     duration = plain.duration_s
@@ -223,7 +229,15 @@ def timeline_svg(
         f'viewBox="0 0 {_WIDTH} {height}" role="img">',
         f'<rect width="{_WIDTH}" height="{height}" fill="#fafafa"/>',
     ]
-    plot_x, plot_w = 110, _WIDTH - 120
+    # Room for the longest lane name (about 6.6 px a character at 12 px sans-serif), as
+    # the names' length depends on the language.
+    longest = max(
+        (len(f"{labels[i]} ({sides[min(i, len(sides) - 1)]})") for i in range(lanes)
+         if i < len(labels) and sides),
+        default=14,
+    )  # fmt: skip
+    plot_x = max(110, min(300, round(longest * 6.6) + 12))
+    plot_w = _WIDTH - plot_x - 10
     for span in pauses:
         if len(span) == 2 and duration > 0:
             x0 = plot_x + plot_w * max(0.0, float(span[0])) / duration
@@ -251,10 +265,10 @@ def timeline_svg(
             'stroke="#999" stroke-width="0.5"/>'
         )
         name = labels[lane] if lane < len(labels) else f"channel {lane + 1}"
-        side = "left" if lane == 0 else "right"
+        side = sides[min(lane, len(sides) - 1)] if sides else ""
         out.append(
             f'<text x="4" y="{y_mid + 4:.1f}" font-family="sans-serif" font-size="12" '
-            f'fill="{colours[lane]}">{_xml(name)} ({side})</text>'
+            f'fill="{colours[lane]}">{_xml(name)} ({_xml(side)})</text>'
         )
     axis_y = _TOP + lanes * (_LANE + 10) + 4
     out.append(

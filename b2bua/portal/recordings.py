@@ -6,6 +6,10 @@ one of its own. A row a user may not see answers exactly like one that does not 
 (404), for every route that names a recording. Every list view, recording view, play
 (each audio request, ranges included) and download is an audit entry, written before the
 bytes leave.
+
+Texts come from the catalogue (i18n.py) in the request's language: dates, relative
+expiry, filter problems, values such as direction and consent result. Error outcomes
+are catalogue keys until the page is rendered.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.responses import RedirectResponse, Response
 from b2bua.archive.catalog import DIRECTIONS, Catalog, CatalogError, ListFilter
 from b2bua.archive.users import User
 from b2bua.portal.audio import DecryptError, PlainRecording, parse_range, timeline_svg
+from b2bua.portal.i18n import Translator, format_duration
 from b2bua.portal.state import Ctx, Portal
 
 __all__ = [
@@ -45,54 +50,71 @@ _ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")  # catalog.new_id: Crockford base3
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _TEXT_FILTER = re.compile(r"^[0-9A-Za-z+*#._@ ()/-]{1,64}$")
 MAX_PAGE = 10_000
-DONE_MESSAGES = {
-    "deleted": "The recording has been deleted.",
-    "hold": "Legal hold set.",
-    "release": "Legal hold released.",
-}
+DONE_MESSAGES = {"deleted": "done_deleted", "hold": "done_hold", "release": "done_release"}
+# Consent evidence fields whose values are times or words of the catalogue.
+_CONSENT_TIMES = ("at", "withdrawn_at")
+_CONSENT_WORDS = {"mode": "mode", "result": "consent", "language": "language"}
 
 
 # ----------------------------------------------------------------- presentation
 
 
-def _when(iso: str | None) -> str:
-    return "" if not iso else iso[:19].replace("T", " ")
+def _done(t: Translator, request: Request) -> str | None:
+    key = DONE_MESSAGES.get(request.query_params.get("done", ""))
+    return None if key is None else t(key)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = round(seconds)
-    return (
-        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
-
-
-def _expires(iso: str | None, now: float) -> str:
+def _expires(t: Translator, iso: str | None, now: float) -> str:
     if not iso:
         return ""
     at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     days = (at.timestamp() - now) / 86400
-    rel = "overdue" if days < 0 else f"in {days:.0f} d" if days >= 1 else "today"
-    return f"{_when(iso)} ({rel})"
+    if days < 0:
+        rel = t("expires_overdue")
+    elif days < 1:
+        rel = t("expires_today")
+    elif round(days) == 1:
+        rel = t("expires_in_one_day")
+    else:
+        rel = t("expires_in_days", days=f"{days:.0f}")
+    return f"{t.datetime(iso)} ({rel})"
 
 
-def _present(row: dict[str, Any], now: float) -> dict[str, Any]:
+def _present(t: Translator, row: dict[str, Any], now: float) -> dict[str, Any]:
     consent = row.get("consent") or {}
     return {
         **row,
-        "started": _when(row["started_at"]),
-        "ended": _when(row["ended_at"]),
-        "duration": _duration(row["duration_s"]),
+        "started": t.datetime(row["started_at"]),
+        "ended": t.datetime(row["ended_at"]),
+        "duration": format_duration(row["duration_s"]),
         "consent": consent.get("result") or "",
-        "expires": _expires(row["expires_at"], now),
+        "expires": _expires(t, row["expires_at"], now),
     }
+
+
+def consent_evidence(t: Translator, consent: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(label, value, is_code) of the consent record in `t`'s language; empty fields left
+    out; is_code marks values shown as code (the prompt's hash)."""
+    out = []
+    for key, value in consent.items():
+        if value is None or value == "":
+            continue
+        label_key = f"consent_field_{key}"
+        label = t(label_key) if t.has(label_key) else key
+        if key in _CONSENT_TIMES:
+            text = t.datetime(value if isinstance(value, str | int | float) else str(value))
+        elif key in _CONSENT_WORDS:
+            text = t.value(_CONSENT_WORDS[key], value)
+        else:
+            text = str(value)
+        out.append((label, text, key == "prompt_sha256"))
+    return out
 
 
 # ----------------------------------------------------------------- list
 
 
-def _filters(request: Request) -> tuple[ListFilter, dict[str, str], list[str]]:
+def _filters(t: Translator, request: Request) -> tuple[ListFilter, dict[str, str], list[str]]:
     """The query string as a ListFilter, the values to refill the form, and problems."""
     q = {k: request.query_params.get(k, "").strip()[:64] for k in
          ("from", "to", "number", "extension", "direction", "consent")}  # fmt: skip
@@ -100,14 +122,15 @@ def _filters(request: Request) -> tuple[ListFilter, dict[str, str], list[str]]:
     since = until = None
     for key in ("from", "to"):
         if q[key]:
+            field = t(f"filter_{key}")
             if not _DATE.match(q[key]):
-                problems.append(f"'{key}' must be a date (YYYY-MM-DD)")
+                problems.append(t("filter_bad_date", field=field))
                 q[key] = ""
                 continue
             try:
                 day = datetime.strptime(q[key], "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
-                problems.append(f"'{key}' is not a valid date")
+                problems.append(t("filter_invalid_date", field=field))
                 q[key] = ""
                 continue
             if key == "from":
@@ -116,13 +139,13 @@ def _filters(request: Request) -> tuple[ListFilter, dict[str, str], list[str]]:
                 until = (day + timedelta(days=1)).timestamp()  # the whole day
     for key in ("number", "extension"):
         if q[key] and not _TEXT_FILTER.match(q[key]):
-            problems.append(f"'{key}' may hold digits, letters and + * # . _ @ ( ) / - only")
+            problems.append(t("filter_bad_text", field=t(f"filter_{key}")))
             q[key] = ""
     if q["direction"] not in ("", *DIRECTIONS):
-        problems.append("unknown direction")
+        problems.append(t("filter_bad_direction"))
         q["direction"] = ""
     if q["consent"] not in ("", *CONSENT_RESULTS):
-        problems.append("unknown consent result")
+        problems.append(t("filter_bad_consent"))
         q["consent"] = ""
     filt = ListFilter(
         since=since,
@@ -157,7 +180,8 @@ def visible_rows(cat: Catalog, user: User, filt: ListFilter, want: int) -> list[
 
 
 async def list_recordings(portal: Portal, request: Request, ctx: Ctx) -> Response:
-    filt, q, problems = _filters(request)
+    t = Translator(ctx.lang)
+    filt, q, problems = _filters(t, request)
     page = _page_number(request)
     size = portal.page_size
     offset = (page - 1) * size
@@ -178,19 +202,17 @@ async def list_recordings(portal: Portal, request: Request, ctx: Ctx) -> Respons
     newer = f"/recordings?{urlencode({**base, 'page': page - 1})}" if page > 1 else None
     more = len(rows) > offset + size
     older = f"/recordings?{urlencode({**base, 'page': page + 1})}" if more else None
-    done = DONE_MESSAGES.get(request.query_params.get("done", ""))
-    return portal.render(
+    return portal.page(
         "list.html",
-        user=ctx.user,
-        csrf=ctx.session.csrf,
-        rows=[_present(r, now) for r in rows[offset : offset + size]],
+        ctx,
+        rows=[_present(t, r, now) for r in rows[offset : offset + size]],
         q=q,
         directions=DIRECTIONS,
         consents=CONSENT_RESULTS,
         page=page,
         newer_url=newer,
         older_url=older,
-        flash=done,
+        flash=_done(t, request),
         error="; ".join(problems) or None,
     )
 
@@ -218,19 +240,16 @@ async def detail(portal: Portal, request: Request, ctx: Ctx) -> Response:
 
     row = await portal.db(load)
     if row is None:
-        return portal.not_found(ctx)
-    consent = row.get("consent") or {}
-    evidence = [(k, "" if v is None else str(v)) for k, v in consent.items()]
+        return portal.not_found(ctx=ctx)
+    t = Translator(ctx.lang)
     playable = row["status"] in PLAYABLE and row["path"] is not None
-    done = DONE_MESSAGES.get(request.query_params.get("done", ""))
-    return portal.render(
+    return portal.page(
         "detail.html",
-        user=ctx.user,
-        csrf=ctx.session.csrf,
-        r=_present(row, portal.clock()),
-        consent=evidence,
+        ctx,
+        r=_present(t, row, portal.clock()),
+        consent=consent_evidence(t, row.get("consent") or {}),
         playable=playable,
-        flash=done,
+        flash=_done(t, request),
     )
 
 
@@ -254,7 +273,7 @@ async def _plain(
         except DecryptError as exc:
             cat.audit.append(ctx.user.name, f"{action or 'view'}_failed", record_id, ctx.source,
                              {"error": str(exc)})  # fmt: skip
-            return str(exc)
+            return "error_open_missing" if exc.missing else "error_open_failed"
         if action is not None:
             details = {"range": range_header[:100]} if range_header else {}
             cat.audit.append(ctx.user.name, action, record_id, ctx.source, details)
@@ -262,12 +281,11 @@ async def _plain(
 
     result = await portal.db(load)
     if result is None:
-        return portal.not_found(ctx)
+        return portal.not_found(ctx=ctx)
     if result == "no identity":
-        return portal.error(503, "Unavailable", "The portal has no key to open recordings "
-                            "([portal] identity is not set).", ctx)  # fmt: skip
+        return portal.error(503, "error_unavailable_title", "error_no_identity", ctx=ctx)
     if isinstance(result, str):
-        return portal.error(500, "Can not open the recording", result, ctx)
+        return portal.error(500, "error_open_title", result, ctx=ctx)
     return result
 
 
@@ -308,8 +326,15 @@ async def timeline(portal: Portal, request: Request, ctx: Ctx) -> Response:
         return got
     row, plain = got
     pauses = row.get("pauses") or []
-    svg = timeline_svg(plain, pauses=[p for p in pauses if isinstance(p, list)])
-    return Response(svg, media_type="image/svg+xml")
+    t = Translator(ctx.lang)
+    svg = timeline_svg(
+        plain,
+        labels=(t("timeline_external"), t("timeline_office")),
+        pauses=[p for p in pauses if isinstance(p, list)],
+        sides=(t("timeline_left"), t("timeline_right")),
+    )
+    # The picture holds words of one language: caches must keep languages apart.
+    return Response(svg, media_type="image/svg+xml", headers={"content-language": ctx.lang})
 
 
 # ----------------------------------------------------------------- admin actions
@@ -327,28 +352,35 @@ async def _admin_action(portal: Portal, request: Request, ctx: Ctx, action: str)
         if ctx.user.role != "admin":
             return "403"
         if not reason:
-            return "a reason is required"
+            return "error_reason_required"
+        # The catalog's own refusals, told in the page's language (it re-checks them).
+        if row["status"] == "deleted":
+            return "error_already_deleted"
+        if action == "delete" and row["status"] == "recording":
+            return "error_still_recording"
+        if action == "delete" and row["legal_hold"]:
+            return "error_on_hold"
         try:
             if action == "delete":
                 cat.delete(record_id, actor=ctx.user.name, source=ctx.source, reason=reason)
                 return "deleted"
             cat.set_hold(record_id, hold_flag, actor=ctx.user.name, source=ctx.source,
                          reason=reason)  # fmt: skip
-        except CatalogError as exc:
-            return str(exc)
+        except CatalogError:
+            return "error_action_failed"
         return "hold" if hold_flag else "release"
 
     outcome = await portal.db(act)
     if outcome == "404":
-        return portal.not_found(ctx)
+        return portal.not_found(ctx=ctx)
     if outcome == "403":
-        return portal.error(403, "Forbidden", "Only administrators may do this.", ctx)
+        return portal.error(403, "error_forbidden_title", "error_admin_only", ctx=ctx)
     if outcome == "deleted":
         portal.cache.forget(record_id)
         return RedirectResponse("/recordings?done=deleted", status_code=303)
     if outcome in ("hold", "release"):
         return RedirectResponse(f"/recordings/{record_id}?done={outcome}", status_code=303)
-    return portal.error(409, "Not done", outcome, ctx)
+    return portal.error(409, "error_not_done_title", outcome, ctx=ctx)
 
 
 async def hold(portal: Portal, request: Request, ctx: Ctx) -> Response:
@@ -383,7 +415,6 @@ async def audit_log(portal: Portal, request: Request, ctx: Ctx) -> Response:
     newer = None
     if entries and entries[0].seq < head:
         newer = f"/audit?before={entries[0].seq + size + 1}"
-    return portal.render(
-        "audit.html", user=ctx.user, csrf=ctx.session.csrf, verified=verified,
-        entries=rows, older_url=older, newer_url=newer,
-    )  # fmt: skip
+    return portal.page(
+        "audit.html", ctx, verified=verified, entries=rows, older_url=older, newer_url=newer
+    )

@@ -78,6 +78,7 @@ class Session:
     csrf: str
     created_at: float
     last_seen: float
+    language: str | None = None  # the user's explicit choice (portal header), if any
 
 
 class SessionStore:
@@ -92,13 +93,13 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._by_token)
 
-    def create(self, user: str, now: float) -> Session:
+    def create(self, user: str, now: float, language: str | None = None) -> Session:
         self.expire(now)
         if len(self._by_token) >= self.limit:
             # Bounded memory: the least recently used session goes first.
             oldest = min(self._by_token.values(), key=lambda s: s.last_seen)
             del self._by_token[oldest.token]
-        session = Session(_token(), user, _token(), now, now)
+        session = Session(_token(), user, _token(), now, now, language)
         self._by_token[session.token] = session
         return session
 
@@ -114,6 +115,13 @@ class SessionStore:
             return None
         session.last_seen = now
         return session
+
+    def peek(self, token: str | None, now: float) -> Session | None:
+        """The live session for a cookie value without touching it (error pages)."""
+        session = self._by_token.get(token) if token else None
+        if session is None or now - session.last_seen > self.idle_s:
+            return None
+        return None if now - session.created_at > self.max_age_s else session
 
     def drop(self, token: str) -> None:
         self._by_token.pop(token, None)

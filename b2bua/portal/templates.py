@@ -17,6 +17,9 @@ header { background: #23395d; color: #fff; padding: .6rem 1.2rem; display: flex;
 header a, header button.link { color: #fff; }
 header .who { margin-left: auto; }
 header form { display: inline; }
+.login-lang { max-width: 22rem; margin: -3.2rem auto 0; text-align: right; }
+.login-lang form { display: inline; }
+.login-lang button.link { color: #23395d; }
 main { padding: 1rem 1.2rem; max-width: 1100px; }
 h1 { font-size: 1.35rem; margin: .4rem 0 1rem; }
 h2 { font-size: 1.1rem; margin: 1.4rem 0 .5rem; }
@@ -51,24 +54,32 @@ code { font-size: .85em; }
 """
 
 _BASE = """<!doctype html>
-<html lang="en">
+<html lang="{{ lang }}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}Recordings{% endblock %} – call recorder</title>
+<title>{% block title %}{{ t("list_title") }}{% endblock %} – {{ t("title_suffix") }}</title>
 <link rel="stylesheet" href="/static/portal.css">
 </head>
 <body>
 {% if user %}
 <header>
-  <strong>Call recorder</strong>
-  <a href="/recordings">Recordings</a>
-  {% if user.role == "admin" %}<a href="/audit">Audit log</a>{% endif %}
-  <a href="/account/password">Password</a>
-  <span class="who">{{ user.name }} ({{ user.role }})</span>
+  <strong>{{ t("app_name") }}</strong>
+  <a href="/recordings">{{ t("nav_recordings") }}</a>
+  {% if user.role == "admin" %}<a href="/audit">{{ t("nav_audit") }}</a>{% endif %}
+  <a href="/account/password">{{ t("nav_password") }}</a>
+  <span class="who">{{ user.name }} ({{ t.value("role", user.role) }})</span>
+  {% for other in languages if other != lang %}
+  <form method="post" action="/language" class="lang">
+    <input type="hidden" name="csrf" value="{{ csrf }}">
+    <input type="hidden" name="language" value="{{ other }}">
+    <input type="hidden" name="next" value="{{ here }}">
+    <button class="link" type="submit" lang="{{ other }}" title="{{ t("language") }}">{{ t.endonym(other) }}</button>
+  </form>
+  {% endfor %}
   <form method="post" action="/logout">
     <input type="hidden" name="csrf" value="{{ csrf }}">
-    <button class="link" type="submit">Log out</button>
+    <button class="link" type="submit">{{ t("logout") }}</button>
   </form>
 </header>
 {% endif %}
@@ -82,117 +93,125 @@ _BASE = """<!doctype html>
 """
 
 _LOGIN = """{% extends "base.html" %}
-{% block title %}Log in{% endblock %}
+{% block title %}{{ t("login_title") }}{% endblock %}
 {% block main %}
 <form class="login" method="post" action="/login">
-  <h1>Call recorder</h1>
+  <h1>{{ t("app_name") }}</h1>
   <input type="hidden" name="csrf" value="{{ login_csrf }}">
-  <label>User name <input name="username" autocomplete="username" required
+  <label>{{ t("login_username") }} <input name="username" autocomplete="username" required
     value="{{ username }}" autofocus></label>
-  <label>Password <input name="password" type="password" autocomplete="current-password"
+  <label>{{ t("login_password") }} <input name="password" type="password" autocomplete="current-password"
     required></label>
-  <button type="submit">Log in</button>
+  <button type="submit">{{ t("login_button") }}</button>
 </form>
+<div class="login-lang">
+{% for other in languages if other != lang %}
+<form method="post" action="/login/language" class="lang">
+  <input type="hidden" name="csrf" value="{{ login_csrf }}">
+  <input type="hidden" name="language" value="{{ other }}">
+  <button class="link" type="submit" lang="{{ other }}" title="{{ t("language") }}">{{ t.endonym(other) }}</button>
+</form>
+{% endfor %}
+</div>
 {% endblock %}
 """
 
 _LIST = """{% extends "base.html" %}
 {% block main %}
-<h1>Recordings</h1>
+<h1>{{ t("list_title") }}</h1>
 <form class="filters" method="get" action="/recordings">
-  <label>From <input type="date" name="from" value="{{ q.from }}"></label>
-  <label>To <input type="date" name="to" value="{{ q.to }}"></label>
-  <label>Number <input name="number" value="{{ q.number }}" size="14"></label>
-  <label>Extension <input name="extension" value="{{ q.extension }}" size="6"></label>
-  <label>Direction <select name="direction">
-    <option value="">any</option>
-    {% for d in directions %}<option{% if q.direction == d %} selected{% endif %}>{{ d }}</option>{% endfor %}
+  <label>{{ t("filter_from") }} <input type="date" name="from" value="{{ q.from }}"></label>
+  <label>{{ t("filter_to") }} <input type="date" name="to" value="{{ q.to }}"></label>
+  <label>{{ t("filter_number") }} <input name="number" value="{{ q.number }}" size="14"></label>
+  <label>{{ t("filter_extension") }} <input name="extension" value="{{ q.extension }}" size="6"></label>
+  <label>{{ t("filter_direction") }} <select name="direction">
+    <option value="">{{ t("filter_any") }}</option>
+    {% for d in directions %}<option value="{{ d }}"{% if q.direction == d %} selected{% endif %}>{{ t.value("direction", d) }}</option>{% endfor %}
   </select></label>
-  <label>Consent <select name="consent">
-    <option value="">any</option>
-    {% for c in consents %}<option{% if q.consent == c %} selected{% endif %}>{{ c }}</option>{% endfor %}
+  <label>{{ t("filter_consent") }} <select name="consent">
+    <option value="">{{ t("filter_any") }}</option>
+    {% for c in consents %}<option value="{{ c }}"{% if q.consent == c %} selected{% endif %}>{{ t.value("consent", c) }}</option>{% endfor %}
   </select></label>
-  <button type="submit">Search</button>
-  <a href="/recordings">Reset</a>
+  <button type="submit">{{ t("filter_search") }}</button>
+  <a href="/recordings">{{ t("filter_reset") }}</a>
 </form>
 <table>
-<thead><tr><th>Started (UTC)</th><th>Direction</th><th>Caller</th><th>Callee</th>
-<th>Ext.</th><th>Duration</th><th>Consent</th><th>Status</th><th>Expires</th><th></th></tr></thead>
+<thead><tr><th>{{ t("col_started") }}</th><th>{{ t("col_direction") }}</th><th>{{ t("col_caller") }}</th><th>{{ t("col_callee") }}</th>
+<th>{{ t("col_extension") }}</th><th>{{ t("col_duration") }}</th><th>{{ t("col_consent") }}</th><th>{{ t("col_status") }}</th><th>{{ t("col_expires") }}</th><th></th></tr></thead>
 <tbody>
 {% for r in rows %}
 <tr class="status-{{ r.status }}">
-  <td>{{ r.started }}</td><td>{{ r.direction or "" }}</td><td>{{ r.caller or "" }}</td>
+  <td>{{ r.started }}</td><td>{{ t.value("direction", r.direction) }}</td><td>{{ r.caller or "" }}</td>
   <td>{{ r.callee or "" }}</td><td>{{ r.extension or "" }}</td>
-  <td class="num">{{ r.duration }}</td><td>{{ r.consent }}</td>
-  <td>{{ r.status }}{% if r.legal_hold %} <span class="hold">hold</span>{% endif %}</td>
+  <td class="num">{{ r.duration }}</td><td>{{ t.value("consent", r.consent) }}</td>
+  <td>{{ t.value("status", r.status) }}{% if r.legal_hold %} <span class="hold">{{ t("badge_hold") }}</span>{% endif %}</td>
   <td>{{ r.expires }}</td>
-  <td><a href="/recordings/{{ r.id }}" data-id="{{ r.id }}">open</a></td>
+  <td><a href="/recordings/{{ r.id }}" data-id="{{ r.id }}">{{ t("open") }}</a></td>
 </tr>
 {% else %}
-<tr><td colspan="10">No recordings match.</td></tr>
+<tr><td colspan="10">{{ t("no_match") }}</td></tr>
 {% endfor %}
 </tbody>
 </table>
 <div class="pager">
-  {% if newer_url %}<a href="{{ newer_url }}">&larr; newer</a>{% endif %}
-  <span>page {{ page }}</span>
-  {% if older_url %}<a href="{{ older_url }}">older &rarr;</a>{% endif %}
+  {% if newer_url %}<a href="{{ newer_url }}">&larr; {{ t("newer") }}</a>{% endif %}
+  <span>{{ t("page_number", page=page) }}</span>
+  {% if older_url %}<a href="{{ older_url }}">{{ t("older") }} &rarr;</a>{% endif %}
 </div>
 {% endblock %}
 """
 
 _DETAIL = """{% extends "base.html" %}
-{% block title %}Recording {{ r.id }}{% endblock %}
+{% block title %}{{ t("detail_title", id=r.id) }}{% endblock %}
 {% block main %}
-<h1>Recording {{ r.started }} &middot; {{ r.caller or "?" }} &rarr; {{ r.callee or "?" }}</h1>
+<h1>{{ t("detail_heading") }} {{ r.started }} &middot; {{ r.caller or "?" }} &rarr; {{ r.callee or "?" }}</h1>
 <div class="card">
 {% if playable %}
   <audio controls preload="metadata" src="/recordings/{{ r.id }}/audio.wav"></audio>
-  <img class="timeline" src="/recordings/{{ r.id }}/timeline.svg"
-    alt="Timeline of both channels: left external party, right office party">
-  <p><a class="button" href="/recordings/{{ r.id }}/download" download>Download WAV</a></p>
+  <img class="timeline" src="/recordings/{{ r.id }}/timeline.svg" alt="{{ t("timeline_alt") }}">
+  <p><a class="button" href="/recordings/{{ r.id }}/download" download>{{ t("download") }}</a></p>
 {% else %}
-  <p>No audio to play: status <strong>{{ r.status }}</strong>{% if r.reason %} ({{ r.reason }}){% endif %}.</p>
+  <p>{{ t("no_audio") }} <strong>{{ t.value("status", r.status) }}</strong>{% if r.reason %} ({{ t.value("consent", r.reason) }}){% endif %}.</p>
 {% endif %}
 </div>
 <div class="card">
-<h2>Call</h2>
+<h2>{{ t("section_call") }}</h2>
 <dl class="facts">
-  <dt>Id</dt><dd><code>{{ r.id }}</code></dd>
-  <dt>SIP Call-ID</dt><dd><code>{{ r.call_id or "" }}</code></dd>
-  <dt>Direction</dt><dd>{{ r.direction or "" }}</dd>
-  <dt>Caller</dt><dd>{{ r.caller or "" }}{% if r.caller_e164 %} ({{ r.caller_e164 }}){% endif %}</dd>
-  <dt>Callee</dt><dd>{{ r.callee or "" }}{% if r.callee_e164 %} ({{ r.callee_e164 }}){% endif %}</dd>
-  <dt>Extension</dt><dd>{{ r.extension or "" }}</dd>
-  <dt>Started / ended (UTC)</dt><dd>{{ r.started }} / {{ r.ended }}</dd>
-  <dt>Recorded</dt><dd>{{ r.duration }}</dd>
-  <dt>Status</dt><dd>{{ r.status }}{% if r.legal_hold %} <span class="hold">on legal hold</span>{% endif %}</dd>
-  <dt>Expires (UTC)</dt><dd>{{ r.expires }}</dd>
-  <dt>File SHA-256</dt><dd><code>{{ r.sha256 or "" }}</code></dd>
+  <dt>{{ t("fact_id") }}</dt><dd><code>{{ r.id }}</code></dd>
+  <dt>{{ t("fact_call_id") }}</dt><dd><code>{{ r.call_id or "" }}</code></dd>
+  <dt>{{ t("fact_direction") }}</dt><dd>{{ t.value("direction", r.direction) }}</dd>
+  <dt>{{ t("fact_caller") }}</dt><dd>{{ r.caller or "" }}{% if r.caller_e164 %} ({{ r.caller_e164 }}){% endif %}</dd>
+  <dt>{{ t("fact_callee") }}</dt><dd>{{ r.callee or "" }}{% if r.callee_e164 %} ({{ r.callee_e164 }}){% endif %}</dd>
+  <dt>{{ t("fact_extension") }}</dt><dd>{{ r.extension or "" }}</dd>
+  <dt>{{ t("fact_times") }}</dt><dd>{{ r.started }} / {{ r.ended }}</dd>
+  <dt>{{ t("fact_recorded") }}</dt><dd>{{ r.duration }}</dd>
+  <dt>{{ t("fact_status") }}</dt><dd>{{ t.value("status", r.status) }}{% if r.legal_hold %} <span class="hold">{{ t("fact_on_hold") }}</span>{% endif %}</dd>
+  <dt>{{ t("fact_expires") }}</dt><dd>{{ r.expires }}</dd>
+  <dt>{{ t("fact_sha256") }}</dt><dd><code>{{ r.sha256 or "" }}</code></dd>
 </dl>
 </div>
 <div class="card">
-<h2>Consent evidence</h2>
+<h2>{{ t("section_consent") }}</h2>
 {% if consent %}
 <dl class="facts">
-  {% for key, value in consent %}<dt>{{ key }}</dt><dd>{{ value }}</dd>{% endfor %}
+  {% for label, value, code in consent %}<dt>{{ label }}</dt><dd>{% if code %}<code>{{ value }}</code>{% else %}{{ value }}{% endif %}</dd>{% endfor %}
 </dl>
-{% else %}<p>No consent record.</p>{% endif %}
+{% else %}<p>{{ t("no_consent") }}</p>{% endif %}
 </div>
 {% if user.role == "admin" and r.status != "deleted" %}
 <div class="card">
-<h2>Administration</h2>
+<h2>{{ t("section_admin") }}</h2>
 <form method="post" action="/recordings/{{ r.id }}/hold" class="stack">
   <input type="hidden" name="csrf" value="{{ csrf }}">
   <input type="hidden" name="hold" value="{{ "0" if r.legal_hold else "1" }}">
-  <label>Reason <input name="reason" required></label>
-  <button type="submit">{{ "Release legal hold" if r.legal_hold else "Set legal hold" }}</button>
+  <label>{{ t("admin_reason") }} <input name="reason" required></label>
+  <button type="submit">{{ t("admin_release_hold") if r.legal_hold else t("admin_set_hold") }}</button>
 </form>
 {% if r.status != "recording" %}
 <form method="post" action="/recordings/{{ r.id }}/delete" class="stack">
   <input type="hidden" name="csrf" value="{{ csrf }}">
-  <label>Reason for deleting <input name="reason" required></label>
-  <button class="danger" type="submit">Delete recording</button>
+  <label>{{ t("admin_delete_reason") }} <input name="reason" required></label>
+  <button class="danger" type="submit">{{ t("admin_delete") }}</button>
 </form>
 {% endif %}
 </div>
@@ -201,43 +220,43 @@ _DETAIL = """{% extends "base.html" %}
 """
 
 _AUDIT = """{% extends "base.html" %}
-{% block title %}Audit log{% endblock %}
+{% block title %}{{ t("audit_title") }}{% endblock %}
 {% block main %}
-<h1>Audit log</h1>
-<p>Chain {{ "intact" if verified.ok else "BROKEN" }}: {{ verified.entries }} entries,
-head <code>{{ verified.head_seq }}:{{ verified.head_hash }}</code>.</p>
+<h1>{{ t("audit_title") }}</h1>
+<p>{{ t("audit_chain_ok" if verified.ok else "audit_chain_broken", entries=verified.entries) }}
+<code>{{ verified.head_seq }}:{{ verified.head_hash }}</code>.</p>
 {% for p in verified.problems %}<div class="error">{{ p }}</div>{% endfor %}
 <table>
-<thead><tr><th>#</th><th>At (UTC)</th><th>Actor</th><th>Action</th><th>Target</th>
-<th>Source</th><th>Details</th></tr></thead>
+<thead><tr><th>#</th><th>{{ t("audit_col_at") }}</th><th>{{ t("audit_col_actor") }}</th><th>{{ t("audit_col_action") }}</th><th>{{ t("audit_col_target") }}</th>
+<th>{{ t("audit_col_source") }}</th><th>{{ t("audit_col_details") }}</th></tr></thead>
 <tbody>
 {% for e in entries %}
-<tr><td class="num">{{ e.seq }}</td><td>{{ e.at }}</td><td>{{ e.actor }}</td>
+<tr><td class="num">{{ e.seq }}</td><td>{{ t.datetime(e.at) }}</td><td>{{ e.actor }}</td>
 <td>{{ e.action }}</td><td>{{ e.target or "" }}</td><td>{{ e.source or "" }}</td>
 <td><code>{{ e.details_text }}</code></td></tr>
 {% endfor %}
 </tbody>
 </table>
 <div class="pager">
-  {% if newer_url %}<a href="{{ newer_url }}">&larr; newer</a>{% endif %}
-  {% if older_url %}<a href="{{ older_url }}">older &rarr;</a>{% endif %}
+  {% if newer_url %}<a href="{{ newer_url }}">&larr; {{ t("newer") }}</a>{% endif %}
+  {% if older_url %}<a href="{{ older_url }}">{{ t("older") }} &rarr;</a>{% endif %}
 </div>
 {% endblock %}
 """
 
 _CHANGE_PAGE = """{% extends "base.html" %}
-{% block title %}Change password{% endblock %}
+{% block title %}{{ t("password_title") }}{% endblock %}
 {% block main %}
-<h1>Change password</h1>
+<h1>{{ t("password_title") }}</h1>
 <form method="post" action="/account/password" class="card stack">
   <input type="hidden" name="csrf" value="{{ csrf }}">
-  <label>Current password <input type="password" name="current" required
+  <label>{{ t("password_current") }} <input type="password" name="current" required
     autocomplete="current-password"></label>
-  <label>New password (at least {{ min_length }} characters) <input type="password" name="new"
+  <label>{{ t("password_new", min_length=min_length) }} <input type="password" name="new"
     required autocomplete="new-password"></label>
-  <label>Repeat the new password <input type="password" name="repeat" required
+  <label>{{ t("password_repeat") }} <input type="password" name="repeat" required
     autocomplete="new-password"></label>
-  <button type="submit">Change password</button>
+  <button type="submit">{{ t("password_button") }}</button>
 </form>
 {% endblock %}
 """
@@ -247,7 +266,7 @@ _ERROR = """{% extends "base.html" %}
 {% block main %}
 <h1>{{ status }} {{ title }}</h1>
 <p>{{ message }}</p>
-<p><a href="/recordings">Back to the recordings</a></p>
+<p><a href="/recordings">{{ t("error_back") }}</a></p>
 {% endblock %}
 """
 

@@ -14,6 +14,11 @@ already answered A. Outbound, B (the external party) is answered and ACKed as us
 A keeps ringing in ANNOUNCING until ConnectOffice answers it. Recording, prompts and
 digits are delegated to `CallServices.recording` (the media side, recording_hub.py).
 
+SRTP (SDES) is per leg: every SDP we send to a leg is made for that leg alone by
+sdp_crypto.py under the leg's policy (off | optional | required): our answer to A
+follows A's offer, our offer to B (or a transfer target) B's policy, each with a key of
+ours; the negotiated keys go to that leg's relay leg only. Keys never cross legs.
+
 Every input is a `CallInput` applied through `TABLE`, a dict of `(CallState, CallInput)
 -> (handler, next state)`. A pair the table lacks is a protocol error: it is counted and
 answered where SIP needs an answer, never passed over silently. Handlers only talk to
@@ -53,9 +58,19 @@ from b2bua.info_dtmf import ACCEPT_HEADER, parse_info_dtmf
 from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp
+from b2bua.sdp_crypto import (
+    SrtpKeys,
+    answer_keys,
+    answer_srtp,
+    offer_for_leg,
+    offer_wants_srtp,
+    plain_profile,
+    secure_answer,
+)
 from b2bua.transaction import create_cancel, new_branch
 from b2bua.transfer import Transfer
 from b2bua.uri import URI
+from rtp.srtp import SrtpKey
 
 log = logging.getLogger("b2bua.call")
 
@@ -108,6 +123,7 @@ class Target:
     extra_headers: tuple[tuple[str, str], ...] = ()  # P-Asserted-Identity, Privacy
     caller_label: str | None = None  # the catalog's caller ("withheld" for CLIR)
     credentials: tuple[str, str] | None = None  # digest (user, password) for B's 401/407
+    srtp: str = "off"  # SRTP policy of B's leg (trunk.srtp or extension.srtp)
 
 
 class CallServices(Protocol):
@@ -141,6 +157,11 @@ class LegState:
     peer: Addr = ("", 0)
     transport: str = "UDP"
     bye_pending: bool = False
+    # SDES-SRTP of this leg alone (the other leg decides for itself): the policy, the
+    # negotiated keys, and the keys of our offer still waiting for its answer.
+    srtp_policy: str = "off"
+    srtp: SrtpKeys | None = None
+    srtp_offer: dict[int, SrtpKey] | None = None
 
 
 @dataclass
@@ -163,6 +184,8 @@ class Call:
     b_invite: Request | None = None
     b_invite_key: str = ""
     a_remote: Addr | None = None  # A's RTP address from its offer
+    a_offer: SessionDescription | None = None  # A's offer: our answers to A follow it
+    a_secure: bool = False  # our answer to A is SRTP (A's policy and offer agreed)
     consent: ConsentMachine | None = None
     consent_first: bool = False  # the external party is asked before the office joins
     consent_record: ConsentRecord | None = None
@@ -191,19 +214,20 @@ class Call:
         direction: str,
         now: float,
         consent: ConsentMachine | None = None,
+        a_srtp: str = "off",
     ) -> Call:
         """Opens the media legs and starts the call; SipError if the offer is bad.
 
         Inbound with consent asked: A is answered at once and the prompt starts on its
         ACK. Otherwise B's INVITE goes out now with A's offer anchored to our relay.
+        `a_srtp` is the SRTP policy of A's leg (the trunk's inbound, the calling
+        extension's otherwise); `target.srtp` is B's. An offer that A's policy can not
+        take (SRTP on a plain leg, plain on a required one) is SipError(488).
         """
         sdp_offer = parse_sdp(invite.body) if invite.body else None
-        if sdp_offer is not None and any(
-            m.media == "audio" and m.port != 0 and m.proto == "RTP/SAVP" for m in sdp_offer.media
-        ):
-            # SRTP is terminated per leg by the relay (rtp/srtp.py), but calls do not
-            # negotiate it yet: refuse clearly rather than bridge audio nobody can decrypt.
-            raise SipError(488, "Not Acceptable Here", "SRTP (RTP/SAVP) calls not supported yet")
+        if sdp_offer is None and a_srtp == "required":
+            raise SipError(488, "Not Acceptable Here", "SRTP required: the INVITE has no offer")
+        a_secure = sdp_offer is not None and offer_wants_srtp(sdp_offer, a_srtp)
         call = cls(
             services=services,
             a_invite=invite,
@@ -215,7 +239,10 @@ class Call:
             direction=direction,
             started_at=now,
             consent=consent,
+            a_offer=sdp_offer,
+            a_secure=a_secure,
         )
+        call.a.srtp_policy, call.b.srtp_policy = a_srtp, target.srtp
         hub = services.recording
         if hub is None or direction == "internal":
             call.consent = consent = None  # internal calls have no external party to ask
@@ -233,7 +260,7 @@ class Call:
         call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
         body = b""
         if sdp_offer is not None:
-            body = anchor(sdp_offer, media.ip, [call.b.media.port]).to_bytes()
+            body = call._offer_to(call.b, anchor(sdp_offer, media.ip, [call.b.media.port]))
         call._send_b_invite(body, now)
         if hub is not None and consent is not None:
             external, office = (
@@ -273,13 +300,12 @@ class Call:
         if sdp_offer is None:
             raise SipError(488, "Not Acceptable Here", "an offer is needed to announce")
         assert self.a.media is not None
-        ours = answer(
-            sdp_offer,
-            CODECS,
-            self.services.media.ip,
-            self.a.media.port,
-            session_id=secrets.randbelow(2**31),
-        )
+        ip, port, session_id = self.services.media.ip, self.a.media.port, secrets.randbelow(2**31)
+        if self.a_secure:
+            ours, keys = answer_srtp(sdp_offer, CODECS, ip, port, session_id=session_id)
+            self._set_keys(self.a, keys)
+        else:
+            ours = answer(sdp_offer, CODECS, ip, port, session_id=session_id)
         _, fmt, _ = media_target(ours)
         self.a.media.set_remote(self.a_remote, fmt)
         self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
@@ -389,7 +415,12 @@ class Call:
         assert isinstance(msg, Response)
         if msg.status == 100 or self.a_answered:
             return  # A answered already (consent asked first): nothing to relay
-        body = self._anchored_for_a(msg.body) if msg.body else b""
+        body = b""
+        if msg.body:
+            try:
+                body = self._anchored_for_a(msg.body)
+            except SipError as exc:  # early media we can not take: ring without it
+                log.info("call %s: early SDP from B ignored: %s", self.id, exc)
         headers = [("Contact", str(self._contact()))]
         if body:
             headers.append(("Content-Type", "application/sdp"))
@@ -409,9 +440,13 @@ class Call:
         self._confirm_b(msg)
         if self.a_answered:
             # Inbound after consent: A is up; take B's answer and bridge.
-            remote, fmt, hold = (
-                media_target(parse_sdp(msg.body)) if msg.body else (None, None, False)
-            )
+            try:
+                sdp = parse_sdp(msg.body) if msg.body else None
+                self._set_keys(self.b, None if sdp is None else self._answer_keys(self.b, sdp))
+            except SipError as exc:
+                self._refuse_b_answer(exc, now)
+                return
+            remote, fmt, hold = media_target(sdp) if sdp is not None else (None, None, False)
             assert self.a.media is not None and self.b.media is not None
             self.b.media.set_remote(remote, fmt)
             if hold:
@@ -419,7 +454,11 @@ class Call:
             self.services.media.bridge(self.a.media, self.b.media)
             self.state = CallState.CONFIRMED
             return
-        body = self._anchored_for_a(msg.body) if msg.body else b""
+        try:
+            body = self._anchored_for_a(msg.body) if msg.body else self._no_answer_body()
+        except SipError as exc:
+            self._refuse_b_answer(exc, now)
+            return
         if self.consent_first:
             # Outbound: the external party hears the prompt before A is answered.
             self.a_answer_body = body
@@ -428,6 +467,25 @@ class Call:
             self._apply(self.consent.start(now), now)
             return
         self._answer_a(now, body)
+
+    def _refuse_b_answer(self, exc: SipError, now: float) -> None:
+        """B answered with SDP we can not take (SRTP required and a plain answer, keys
+        we did not offer): B is ACKed and hung up, A hears 488 (or a BYE if answered)."""
+        log.warning("call %s: callee's answer refused: %s", self.id, exc)
+        self.end_reason = f"callee's answer refused ({exc.detail or exc.reason})"
+        self.state = CallState.ENDING
+        if not self.a_answered:
+            self._respond_a(exc.status, now)
+        elif self.a.dialog is not None and not self.a.dialog.terminated:
+            self._send_bye(Side.A, now)
+        self._send_bye(Side.B, now)
+
+    def _no_answer_body(self) -> bytes:
+        """B's 2xx without SDP (no offer was sent): nothing to check, unless B's leg
+        requires SRTP."""
+        if self.b.srtp_policy == "required" and self.b.srtp_offer is not None:
+            raise SipError(488, "Not Acceptable Here", "SRTP required: the answer has no SDP")
+        return b""
 
     def _answer_a(self, now: float, body: bytes) -> None:
         self.answered_at = now
@@ -472,7 +530,7 @@ class Call:
                 media.ip, self.b.media.port, codecs=codecs, session_id=secrets.randbelow(2**31)
             )
             self.state = CallState.CALLING
-            self._send_b_invite(sdp.to_bytes(), now)
+            self._send_b_invite(self._offer_to(self.b, sdp), now)
         else:
             self.state = CallState.ANSWERED
             self._answer_a(now, self.a_answer_body)
@@ -662,14 +720,43 @@ class Call:
     def _anchored_for_a(self, body: bytes) -> bytes:
         """B's SDP made to point at leg A's relay port; B's leg learns its peer."""
         sdp = parse_sdp(body)
+        b_keys = self._answer_keys(self.b, sdp)  # SipError(488) before anything changes
         remote, fmt, hold = media_target(sdp)
         assert self.a.media is not None and self.b.media is not None
+        self._set_keys(self.b, b_keys)
         self.b.media.set_remote(remote, fmt)
         # Both legs carry the codec B chose (the offer went through unchanged).
         self.a.media.set_remote(self.a_remote, fmt)
         if hold:
             self.b.media.hold()
-        return anchor(sdp, self.services.media.ip, [self.a.media.port]).to_bytes()
+        return self._answer_to_a(anchor(sdp, self.services.media.ip, [self.a.media.port]))
+
+    # -- SRTP per leg (sdp_crypto.py negotiates, the relay leg encrypts) -----------------
+    def _set_keys(self, leg: LegState, keys: SrtpKeys | None) -> None:
+        """Hands changed keys to the relay leg; unchanged keys keep libsrtp's state."""
+        if keys == leg.srtp:
+            return
+        leg.srtp = keys
+        if leg.media is not None:
+            leg.media.set_srtp(None if keys is None else keys.leg())
+
+    def _offer_to(self, leg: LegState, sdp: SessionDescription) -> bytes:
+        """Our offer on `leg`, with our crypto as its policy asks (keys kept on re-offers)."""
+        secured, leg.srtp_offer = offer_for_leg(sdp, leg.srtp_policy, leg.srtp)
+        return secured.to_bytes()
+
+    def _answer_keys(self, leg: LegState, sdp: SessionDescription) -> SrtpKeys | None:
+        return answer_keys(sdp, leg.srtp_offer, leg.srtp_policy)
+
+    def _answer_to_a(self, sdp: SessionDescription) -> bytes:
+        """An answer for A (B's, anchored): SRTP with our key when A's offer was taken
+        as SRTP, plain RTP otherwise."""
+        if not self.a_secure or self.a_offer is None:
+            return plain_profile(sdp).to_bytes()
+        ours = self.a.srtp.ours if self.a.srtp is not None else None
+        secured, keys = secure_answer(sdp, self.a_offer, ours=ours)
+        self._set_keys(self.a, keys)
+        return secured.to_bytes()
 
     def _respond_a(
         self,
@@ -875,15 +962,23 @@ class Call:
         body = b""
         if request.body:
             sdp = parse_sdp(request.body)
+            leg = self._leg(side)
+            try:
+                # The offerer's leg keeps its own policy; its answer is built on the way back.
+                offer_wants_srtp(sdp, leg.srtp_policy)
+            except SipError as exc:
+                self.services.send_response(key, make_response(request, exc.status), now)
+                return
             remote, fmt, hold = media_target(sdp)
-            here, there = self._leg(side).media, other_leg.media
+            here, there = leg.media, other_leg.media
             assert here is not None and there is not None
             here.set_remote(remote, fmt)
             if hold:
                 here.hold()
             else:
                 here.resume()
-            body = anchor(sdp, self.services.media.ip, [there.port]).to_bytes()
+            # Toward the other leg: our own offer, with the keys that leg already has.
+            body = self._offer_to(other_leg, anchor(sdp, self.services.media.ip, [there.port]))
         out = other_leg.dialog.create_request(
             request.method,
             via=self._via(other_leg.transport),
@@ -894,6 +989,28 @@ class Call:
             self, other, out, self._peer_for(other), other_leg.transport, now
         )
         self.relayed[out_key] = (key, request, side)
+
+    def _answer_reinvite(self, origin: Side, request: Request, sdp: SessionDescription) -> bytes:
+        """The other leg's answer anchored for the re-INVITE's offerer, SRTP or plain as
+        the offerer's policy and offer say; its keys are set here (ours kept)."""
+        here = self._leg(origin)
+        assert here.media is not None
+        anchored = anchor(sdp, self.services.media.ip, [here.media.port])
+        if not request.body:
+            # An offerless re-INVITE: the other leg's offer goes on as plain RTP (the
+            # answer in the ACK is not taken, so the leg keeps what it had).
+            return plain_profile(anchored).to_bytes()
+        offer_sdp = parse_sdp(request.body)
+        secure = offer_wants_srtp(offer_sdp, here.srtp_policy)
+        if origin is Side.A:
+            self.a_offer, self.a_secure = offer_sdp, secure
+        if not secure:
+            self._set_keys(here, None)
+            return plain_profile(anchored).to_bytes()
+        ours = here.srtp.ours if here.srtp is not None else None
+        secured, keys = secure_answer(anchored, offer_sdp, ours=ours)
+        self._set_keys(here, keys)
+        return secured.to_bytes()
 
     def _on_relayed_response(self, response: Response, key: str, now: float) -> None:
         server_key, request, origin = self.relayed[key]
@@ -911,15 +1028,22 @@ class Call:
                 )
             if response.body:
                 sdp = parse_sdp(response.body)
+                try:
+                    keys = self._answer_keys(leg, sdp)
+                    body = self._answer_reinvite(origin, request, sdp)
+                except SipError as exc:
+                    # The answering leg keeps its old keys; the offerer hears why.
+                    log.warning("call %s: re-INVITE answer refused: %s", self.id, exc)
+                    self.services.send_response(server_key, make_response(request, exc.status), now)
+                    return
+                self._set_keys(leg, keys)
                 remote, fmt, hold = media_target(sdp)
-                here = self._leg(origin).media
-                assert leg.media is not None and here is not None
+                assert leg.media is not None
                 leg.media.set_remote(remote, fmt)
                 if hold:
                     leg.media.hold()
                 else:
                     leg.media.resume()
-                body = anchor(sdp, self.services.media.ip, [here.port]).to_bytes()
         headers = [("Contact", str(self._contact()))]
         if body:
             headers.append(("Content-Type", "application/sdp"))

@@ -48,9 +48,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     from b2bua.config import ConfigError, load_config
+    from b2bua.logs import setup_logging
     from b2bua.serve import serve
 
     try:
@@ -58,15 +57,39 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(config.log.format, args.log_level or config.log.level)
     try:
         return serve(config)
     except ConfigError as exc:  # e.g. a TLS certificate that does not load
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from b2bua.config import ConfigError, load_config
+    from b2bua.ops import StatusError, fetch_status, format_status
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.metrics.listen is None:
+        print(
+            f"b2bua status: {config.path} has no [metrics] listen; set it (e.g. "
+            '"127.0.0.1:9090") and restart b2bua serve',
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        data = fetch_status(config.metrics.listen)
+    except StatusError as exc:
+        print(f"b2bua status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(data["calls"], indent=2) if args.json else format_status(data))
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -85,8 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the recorder with a config file")
     p.add_argument("--config", required=True, help="the TOML config file")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="overrides [log] level (default: info)",
+    )
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("status", help="show the running calls of b2bua serve ([metrics] listen)")
+    p.add_argument("--config", required=True, help="the TOML config file")
+    p.add_argument("--json", action="store_true", help="a JSON array of the calls")
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("demo", help="run a whole office on loopback, record one call and check it")
     p.add_argument("--dir", help="where to leave config, keys and recording (default: new temp)")

@@ -34,6 +34,8 @@ __all__ = [
     "ConfigError",
     "ExtensionConfig",
     "IPNetwork",
+    "LogConfig",
+    "MetricsConfig",
     "NumbersConfig",
     "PortalConfig",
     "RecordingConfig",
@@ -41,6 +43,7 @@ __all__ = [
     "RtpConfig",
     "SecurityConfig",
     "SipConfig",
+    "SrtpPolicy",
     "TrunkConfig",
     "is_age_recipient",
     "load_config",
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 RecordingMode = Literal["keypress", "announce", "off"]
+SrtpPolicy = Literal["off", "optional", "required"]  # per leg: trunk.srtp, extension.srtp
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,13 @@ class TrunkConfig:
     transport: Literal["udp", "tcp", "tls"] = "udp"  # for requests we send to the trunk
     tls_ca: Path | None = None  # CA file verifying the trunk (None: the system store)
     tls_server_name: str | None = None  # name its certificate must carry (None: host)
+    srtp: SrtpPolicy = "off"  # SDES-SRTP on the trunk leg (RFC 4568)
+    # Trunk interop (b2bua/trunk_dns.py, b2bua/trunk_monitor.py): OPTIONS every
+    # keepalive_s to each target (0 = off), more targets tried in order when host's fail.
+    keepalive_s: float = 30.0
+    failover_hosts: tuple[tuple[str, int], ...] = ()
+    dns_server: tuple[str, int] | None = None  # ask only this server (tests, split DNS)
+    srv_lookup: bool = False  # host is a name given without a port: RFC 3263 SRV lookup
 
     def inbound_target(self, dialled: str) -> str:
         """The extension an inbound call to `dialled` rings (map first, then default)."""
@@ -123,6 +134,7 @@ class ExtensionConfig:
     max_outbound_calls: int = 4
     max_outbound_minutes_per_day: int = 600
     transport: Literal["udp", "tcp", "tls"] | None = None  # None: the contact URI's
+    srtp: SrtpPolicy = "off"  # SDES-SRTP on this phone's leg (RFC 4568)
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,7 @@ class PortalConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     session_idle_s: float = 900.0
+    language: Literal["de", "en"] = "de"  # when neither the user nor the browser picks one
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,21 @@ class NumbersConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """Log line format and level of `b2bua serve` (b2bua/logs.py)."""
+
+    format: Literal["kv", "json", "text"] = "kv"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The operations HTTP endpoint (b2bua/ops.py): /metrics, /healthz, /status."""
+
+    listen: tuple[str, int] | None = None  # None: no endpoint
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sip: SipConfig
@@ -203,6 +231,8 @@ class Config:
     portal: PortalConfig
     security: SecurityConfig = SecurityConfig()
     numbers: NumbersConfig = NumbersConfig()
+    log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def extension(self, number: str) -> ExtensionConfig | None:
         for ext in self.extensions:
@@ -289,8 +319,8 @@ _RTP = {
     "public_address": _Key(_STR, None, cv.host_name),  # default: sip.public_address
 }
 _TRUNK = {
-    "host": _Key(_STR, _REQUIRED, cv.host_port(1)),
-    "inbound_from": _Key((list,), None, cv.networks),  # default: the host's IP alone
+    "host": _Key(_STR, _REQUIRED, cv.host_optional_port),  # "name": SRV (RFC 3263)
+    "inbound_from": _Key((list,), None, cv.networks),  # default: host's and failovers' IPs
     "inbound_extension": _Key(_STR, _REQUIRED, cv.extension_number),
     "inbound_map": _Key((dict,), {}, cv.number_map),
     "username": _Key(_STR, None, cv.single_line),
@@ -303,6 +333,10 @@ _TRUNK = {
     "transport": _Key(_STR, "udp", cv.one_of("udp", "tcp", "tls")),
     "tls_ca": _Key(_STR, None, cv.file_path(must_exist=True)),
     "tls_server_name": _Key(_STR, None, cv.host_name),
+    "srtp": _Key(_STR, "off", cv.one_of("off", "optional", "required")),
+    "keepalive_s": _Key(_FLOAT, 30, cv.seconds_or_off),
+    "failover_hosts": _Key((list,), [], cv.ip_port_list),
+    "dns_server": _Key(_STR, None, cv.ip_port(53)),
 }
 _EXTENSION = {
     "number": _Key(_STR, _REQUIRED, cv.extension_number),
@@ -314,6 +348,7 @@ _EXTENSION = {
     "max_outbound_calls": _Key((int,), 4, cv.int_between(1, 1000)),
     "max_outbound_minutes_per_day": _Key((int,), 600, cv.int_between(1, 1440)),
     "transport": _Key(_STR, None, cv.one_of("udp", "tcp", "tls")),
+    "srtp": _Key(_STR, "off", cv.one_of("off", "optional", "required")),
 }
 _RECORDING = {
     # No mode records without informing the other party first.
@@ -356,6 +391,7 @@ _PORTAL = {
     "tls_cert": _Key(_STR, None, cv.file_path(must_exist=False)),
     "tls_key": _Key(_STR, None, cv.file_path(must_exist=False)),
     "session_idle_s": _Key(_FLOAT, 900, cv.seconds()),
+    "language": _Key(_STR, "de", cv.one_of("de", "en")),
 }
 _SECURITY = {
     "drop_strangers": _Key((bool,), False),
@@ -372,6 +408,13 @@ _SECURITY = {
     "max_headers": _Key((int,), 200, cv.int_between(20, 10_000)),
     "drain_s": _Key(_FLOAT, 30, cv.seconds(3600)),
 }
+_LOG = {
+    "format": _Key(_STR, "kv", cv.one_of("kv", "json", "text")),
+    "level": _Key(_STR, "info", cv.one_of("debug", "info", "warning", "error")),
+}
+_METRICS = {
+    "listen": _Key(_STR, None, cv.host_port(0)),
+}
 _SCHEMAS: dict[str, Mapping[str, _Key]] = {
     "sip": _SIP,
     "rtp": _RTP,
@@ -381,6 +424,8 @@ _SCHEMAS: dict[str, Mapping[str, _Key]] = {
     "portal": _PORTAL,
     "security": _SECURITY,
     "numbers": _NUMBERS,
+    "log": _LOG,
+    "metrics": _METRICS,
 }
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = {name: tuple(s) for name, s in _SCHEMAS.items()}
 
@@ -419,21 +464,36 @@ def _rtp(ctx: cv.Context, table: Mapping[str, Any], sip: SipConfig) -> RtpConfig
 def _trunk(ctx: cv.Context, table: Mapping[str, Any]) -> TrunkConfig:
     v = _section(ctx, table, _TRUNK, "trunk.")
     v["number_map"] = v.pop("inbound_map")
+    host, port = v["host"]
+    is_name = not _is_ip(host)
+    # RFC 3263 4.2: SRV only for a name without a port; else the transport's default.
+    v["srv_lookup"] = is_name and port is None
+    if port is None:
+        port = 5061 if v["transport"] == "tls" else 5060
+    v["host"] = (host, port)
     if v["inbound_from"] is None:
-        host = v["host"][0]
-        try:
-            v["inbound_from"] = (ipaddress.ip_network(host),)  # a lone address: /32 or /128
-        except ValueError:
+        if is_name:
+            # DNS answers are not trusted to grant inbound (unauthenticated) calls.
             raise ctx.error(
                 "trunk.inbound_from",
                 f"required when trunk.host is a host name ({host!r}): "
                 "list the networks the trunk sends from",
-            ) from None
+            )
+        ips = dict.fromkeys([host, *(h for h, _ in v["failover_hosts"])])
+        v["inbound_from"] = tuple(ipaddress.ip_network(ip) for ip in ips)  # /32 or /128 each
     if v["register"]:
         for key in ("username", "password"):
             if v[key] is None:
                 raise ctx.error(f"trunk.{key}", "required when trunk.register is true")
     return TrunkConfig(**v)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _extensions(ctx: cv.Context, data: Mapping[str, Any]) -> tuple[ExtensionConfig, ...]:
@@ -497,6 +557,16 @@ def _security(ctx: cv.Context, table: Mapping[str, Any]) -> SecurityConfig:
     return SecurityConfig(**v)
 
 
+def _metrics(
+    ctx: cv.Context, table: Mapping[str, Any], sip: SipConfig, portal: PortalConfig
+) -> MetricsConfig:
+    v = _section(ctx, table, _METRICS, "metrics.")
+    listen = v["listen"]
+    if listen is not None and listen[1] != 0 and listen in (sip.listen, portal.listen):
+        raise ctx.error("metrics.listen", "must differ from sip.listen and portal.listen")
+    return MetricsConfig(**v)
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -544,6 +614,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         portal=portal,
         security=security,
         numbers=numbers_cfg,
+        log=LogConfig(**_section(ctx, _table(ctx, data, "log"), _LOG, "log.")),
+        metrics=_metrics(ctx, _table(ctx, data, "metrics"), sip, portal),
     )
 
 

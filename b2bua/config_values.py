@@ -208,6 +208,65 @@ def host_port(min_port: int) -> Check:
     return check
 
 
+def host_optional_port(value: str, ctx: Context) -> tuple[str, int | None]:
+    """ "host", "host:port", "[v6]" or "[v6]:port" -> (host, port or None); without a port,
+    a host name is looked up with SRV (RFC 3263, b2bua/trunk_dns.py)."""
+    bracketed = re.fullmatch(r"\[([^\]]+)\]", value)
+    if bracketed is not None:
+        _v6(bracketed.group(1))
+        return bracketed.group(1), None
+    if value.count(":") > 1 and not value.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(value)), None
+        except ValueError:
+            pass  # host_port explains the brackets
+    if ":" in value:
+        host, port = host_port(1)(value, ctx)
+        return host, port
+    return _parse_host(value), None
+
+
+def ip_port(default_port: int) -> Check:
+    """ "ip:port", "[v6]:port" or a bare IP (with `default_port`) -> (ip, port); no names."""
+
+    def check(value: str, ctx: Context) -> tuple[str, int]:
+        host, port = host_optional_port(value, ctx)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise InvalidValueError(f"must be an IP address, not a name (got {value!r})") from None
+        return host, default_port if port is None else port
+
+    return check
+
+
+def ip_port_list(value: list[Any], ctx: Context) -> tuple[tuple[str, int], ...]:
+    """A list of "ip:port" (port required), e.g. trunk.failover_hosts."""
+    out: list[tuple[str, int]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidValueError(
+                f'must be a string like "192.0.2.7:5060" (got {item!r})', f"[{i}]"
+            )
+        try:
+            addr = ip_port(0)(item, ctx)
+        except InvalidValueError as exc:
+            raise InvalidValueError(str(exc), f"[{i}]") from None
+        if addr[1] == 0:
+            raise InvalidValueError(f'must give the port, e.g. "{addr[0]}:5060"', f"[{i}]")
+        if addr in out:
+            raise InvalidValueError(f"{item} is listed twice", f"[{i}]")
+        out.append(addr)
+    return tuple(out)
+
+
+def seconds_or_off(value: float, _ctx: Context) -> float:
+    """A number of seconds >= 1, or 0 for off (e.g. trunk.keepalive_s)."""
+    if not math.isfinite(value) or not (value == 0 or 1 <= value <= 86_400):
+        raise InvalidValueError(f"must be 0 (off) or between 1 and 86400 seconds (got {value})")
+    return float(value)
+
+
 def _v6(text: str) -> None:
     try:
         ipaddress.IPv6Address(text)

@@ -314,6 +314,10 @@ class Guard:
     def tracked(self) -> int:
         return len(self._sources)
 
+    def banned_count(self, now: float) -> int:
+        """Sources banned at `now` (for the metrics endpoint)."""
+        return sum(1 for entry in self._sources.values() if entry.banned_until > now)
+
     def get_timer(self) -> float | None:
         """When `handle_timer` has work: the next sweep while anything is tracked."""
         return self._next_sweep if self._sources else None

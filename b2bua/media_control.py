@@ -2,9 +2,9 @@
 
 Call logic only sees the `MediaControl` and `MediaLeg` protocols: open a leg (an RTP/RTCP
 port pair facing one peer), tell it the peer's address and format from SDP, hold and
-resume it, bridge two legs, close them. `RelayMediaControl` maps that onto
-`rtp.relay.MediaRelay`; the unit tests of call.py use an in-memory double, and the
-integration tests the real relay.
+resume it, give it SRTP keys (or none), bridge two legs, close them.
+`RelayMediaControl` maps that onto `rtp.relay.MediaRelay`; the unit tests of call.py use
+an in-memory double, and the integration tests the real relay.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from b2bua.consent import ConsentRecord
 from b2bua.sdp import SessionDescription, direction, rtpmap
 from rtp.relay import Bridge, MediaFormat, MediaRelay, RelayLeg
+from rtp.srtp import SrtpLeg
 
 Addr = tuple[str, int]
 
@@ -28,6 +29,8 @@ class MediaLeg(Protocol):
     def hold(self) -> None: ...
 
     def resume(self) -> None: ...
+
+    def set_srtp(self, srtp: SrtpLeg | None) -> None: ...
 
     def close(self) -> None: ...
 

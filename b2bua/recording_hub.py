@@ -101,6 +101,8 @@ class RecordingHub:
         self.on_event = on_event
         self.calls: dict[str, CallMedia] = {}
         self.recordings_written = 0
+        # Consent results decided so far, by result ("accepted", "declined", ...): metrics.
+        self.consent_outcomes: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -198,6 +200,8 @@ class RecordingHub:
             media.player = None
 
     def consent_decided(self, call_id: str, record: ConsentRecord) -> None:
+        result = str(record.result)
+        self.consent_outcomes[result] = self.consent_outcomes.get(result, 0) + 1
         media = self.calls.get(call_id)
         if media is None:
             return

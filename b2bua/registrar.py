@@ -187,13 +187,17 @@ class Registrar:
         self.on_auth_failure = on_auth_failure
         self.max_bindings = max_bindings_per_extension
         self.algorithms = tuple(algorithms)
-        self._passwords = {ext.number: ext.password for ext in extensions}
+        self._passwords: dict[str, str] = {}
         self._static: dict[str, Binding] = {}
-        for ext in extensions:
-            binding = static_binding(ext)
-            if binding is not None:
-                self._static[ext.number] = binding
+        self.set_extensions(extensions)
         self._bindings: dict[str, list[Binding]] = {}
+
+    def set_extensions(self, extensions: Sequence[ExtensionConfig]) -> None:
+        """Passwords and static contacts (at start and on a config reload). Live
+        registrations stay; those of an extension that is gone expire unused."""
+        self._passwords = {ext.number: ext.password for ext in extensions}
+        static = ((ext.number, static_binding(ext)) for ext in extensions)
+        self._static = {number: b for number, b in static if b is not None}
 
     # -- digest gate -----------------------------------------------------------------
 

@@ -26,20 +26,28 @@ from dataclasses import dataclass, field, replace
 from b2bua.errors import SipError
 from b2bua.sdp import answer
 from b2bua.sdp_parse import MediaDescription, SessionDescription
-from rtp.srtp import KEY_SALT_LENGTH, SUITES, SrtpKey
+from rtp.srtp import KEY_SALT_LENGTH, SUITES, SrtpKey, SrtpLeg
 
 __all__ = [
+    "POLICIES",
     "CryptoAttribute",
     "SrtpKeys",
     "accept_answer",
+    "answer_keys",
     "answer_srtp",
     "build_crypto",
     "crypto_attributes",
     "is_srtp_offer",
     "new_key",
     "offer_crypto",
+    "offer_for_leg",
+    "offer_wants_srtp",
     "parse_crypto",
+    "plain_profile",
+    "secure_answer",
 ]
+
+POLICIES = ("off", "optional", "required")  # trunk.srtp, extension.srtp
 
 SAVP = "RTP/SAVP"
 AVP = "RTP/AVP"
@@ -63,6 +71,11 @@ class SrtpKeys:
     tag: int
     peer: SrtpKey = field(repr=False)
     ours: SrtpKey = field(repr=False)
+
+    def leg(self) -> SrtpLeg:
+        """libsrtp sessions for the relay leg: unprotect with the peer's key, protect
+        with ours."""
+        return SrtpLeg(self.peer, self.ours)
 
 
 def new_key(suite: str = "AES_CM_128_HMAC_SHA1_80") -> SrtpKey:
@@ -221,3 +234,120 @@ def accept_answer(answer_sdp: SessionDescription, offered: dict[int, SrtpKey]) -
             raise SipError(488, "Not Acceptable Here", "answer's crypto tag was not offered")
         return SrtpKeys(chosen.tag, chosen.key, ours)
     return None
+
+
+# --- per-leg policy (off | optional | required) -------------------------------------
+# The call (b2bua/call.py) negotiates each leg on its own with these: the caller's
+# offer against the caller's leg policy, our offer to the callee from the callee's. The
+# relay anchors media per leg, so the SDP that crosses over never carries the other
+# leg's keys (b2bua.sdp.anchor drops them) and the profile is set per leg here.
+
+
+def _first_audio(sdp: SessionDescription) -> int | None:
+    return next((i for i, m in enumerate(sdp.media) if m.media == "audio" and m.port != 0), None)
+
+
+def _with_audio(
+    sdp: SessionDescription, index: int, proto: str, extra: tuple[tuple[str, str], ...] = ()
+) -> SessionDescription:
+    media = list(sdp.media)
+    m = media[index]
+    attrs = tuple(a for a in m.attributes if a[0] != "crypto") + extra
+    media[index] = replace(m, proto=proto, attributes=attrs)
+    return replace(sdp, media=tuple(media))
+
+
+def offer_wants_srtp(offer: SessionDescription, policy: str) -> bool:
+    """Whether our answer to this offer is SRTP, under the leg's policy.
+
+    SipError(488) when the policy and the offer can not meet: an RTP/SAVP offer on a
+    leg with srtp = off, a plain offer on a leg with srtp = required, or an SRTP-only
+    offer none of whose crypto lines we can use. Best-effort crypto on RTP/AVP is
+    ignored when the leg is off (or its lines are unusable), and the answer is plain."""
+    index = _first_audio(offer)
+    if index is None:
+        if policy == "required":
+            raise SipError(488, "Not Acceptable Here", "SRTP required: no audio stream")
+        return False
+    media = offer.media[index]
+    usable = bool(crypto_attributes(media))
+    if media.proto == SAVP:
+        if policy == "off":
+            raise SipError(488, "Not Acceptable Here", "SRTP offered on a leg with srtp = off")
+        if not usable:
+            raise SipError(488, "Not Acceptable Here", "no usable a=crypto line")
+        return True
+    if policy == "off":
+        return False
+    if not usable:
+        if policy == "required":
+            raise SipError(488, "Not Acceptable Here", "SRTP required: plain RTP offered")
+        return False
+    return True
+
+
+def secure_answer(
+    answer_sdp: SessionDescription,
+    offer: SessionDescription,
+    *,
+    ours: SrtpKey | None = None,
+) -> tuple[SessionDescription, SrtpKeys]:
+    """`answer_sdp` (built for this leg, e.g. the other leg's answer anchored to our
+    relay) made the SRTP answer to `offer`: the offer's profile and first usable crypto
+    line's tag and suite, with our key. `ours` keeps the key of an earlier answer on
+    the same leg (a 183 then the 200, or a re-INVITE) when its suite still fits."""
+    offered_index = _first_audio(offer)
+    index = _first_audio(answer_sdp)
+    if offered_index is None or index is None:
+        raise SipError(488, "Not Acceptable Here", "no audio stream")
+    offered = crypto_attributes(offer.media[offered_index])
+    if not offered:
+        raise SipError(488, "Not Acceptable Here", "no usable a=crypto line")
+    chosen = offered[0]
+    if ours is None or ours.suite != chosen.key.suite:
+        ours = new_key(chosen.key.suite)
+    line = (("crypto", build_crypto(chosen.tag, ours)),)
+    proto = offer.media[offered_index].proto
+    return _with_audio(answer_sdp, index, proto, line), SrtpKeys(chosen.tag, chosen.key, ours)
+
+
+def plain_profile(sdp: SessionDescription) -> SessionDescription:
+    """The SDP as plain RTP for a leg without SRTP: RTP/SAVP becomes RTP/AVP, crypto
+    lines go (other profiles are left alone)."""
+    index = _first_audio(sdp)
+    if index is None:
+        return sdp
+    proto = sdp.media[index].proto
+    return _with_audio(sdp, index, AVP if proto == SAVP else proto)
+
+
+def offer_for_leg(
+    sdp: SessionDescription, policy: str, current: SrtpKeys | None = None
+) -> tuple[SessionDescription, dict[int, SrtpKey] | None]:
+    """Our offer on a leg with `policy`: plain (off), RTP/AVP plus crypto (optional) or
+    RTP/SAVP (required). A leg that already has keys (`current`, a re-INVITE) is offered
+    the same tag and our same key again, so its media keeps flowing under the old keys
+    until the answer comes. Returns the offered keys by tag for `answer_keys`."""
+    index = _first_audio(sdp)
+    if policy == "off" or index is None:
+        return plain_profile(sdp), None
+    if current is None:
+        return offer_crypto(plain_profile(sdp), best_effort=policy == "optional")
+    proto = AVP if policy == "optional" else SAVP
+    line = (("crypto", build_crypto(current.tag, current.ours)),)
+    return _with_audio(sdp, index, proto, line), {current.tag: current.ours}
+
+
+def answer_keys(
+    answer_sdp: SessionDescription, offered: dict[int, SrtpKey] | None, policy: str
+) -> SrtpKeys | None:
+    """The leg's keys from the answer to `offer_for_leg`'s offer, or None for plain RTP.
+
+    SipError(488) when the answer's crypto does not match the offer, or when the leg
+    requires SRTP and the answer is plain."""
+    if offered is None:
+        return None  # we offered plain RTP: crypto in the answer means nothing
+    keys = accept_answer(answer_sdp, offered)
+    if keys is None and policy == "required":
+        raise SipError(488, "Not Acceptable Here", "SRTP required: the answer is plain RTP")
+    return keys

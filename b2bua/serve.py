@@ -3,7 +3,11 @@
 Theory of operation: load the config (errors exit 2 before anything binds), bind the
 SIP transport and the RTP relay, run the switch through a CoreRunner, and stop cleanly on
 SIGTERM or SIGINT. The relay runs on the same (uvloop) event loop; its inactivity
-callbacks wake the runner so the switch can end silent calls.
+callbacks wake the runner so the switch can end silent calls. SIGHUP reloads the config
+without touching running calls (b2bua/reload.py); `[metrics] listen` adds the HTTP
+endpoint for /metrics, /healthz and /status on the same loop (b2bua/ops.py).
+A trunk host name is resolved by a background task (b2bua/trunk_dns.py, RFC 3263) that
+hands each new list of servers to the switch's trunk monitor.
 
 The guard (b2bua/guard.py) screens every source: the transport asks it before parsing,
 the switch before handling, and the registrar reports failed digest checks to it.
@@ -28,7 +32,7 @@ from b2bua.archive.catalog import Catalog
 from b2bua.archive.recovery import recover
 from b2bua.archive.retention import RetentionPolicy, run_sweeper
 from b2bua.auth import NonceFactory
-from b2bua.config import Config, IPNetwork
+from b2bua.config import Config, ConfigError, IPNetwork
 from b2bua.guard import Guard
 from b2bua.media_control import RelayMediaControl
 from b2bua.recording_hub import RecordingHub, load_prompts
@@ -36,8 +40,10 @@ from b2bua.registrar import Registrar
 from b2bua.router import number_plan
 from b2bua.runner import CoreRunner
 from b2bua.switch import Switch
-from b2bua.tls import sip_server_context, trunk_client
+from b2bua.tls import TlsClient, sip_server_context, trunk_client
 from b2bua.transaction import TimerConfig
+from b2bua.trunk_dns import keep_resolved, make_resolver
+from b2bua.trunk_monitor import is_ip_literal
 from rtp.relay import MediaRelay, PortAllocator, new_event_loop
 
 log = logging.getLogger("b2bua.serve")
@@ -130,7 +136,11 @@ async def start_server(config: Config) -> Server:
         for binding in registrar.lookup(ext.number, loop.time())
         if binding.is_static
     ]
-    trunk_networks = (*config.trunk.inbound_from, *_networks_of(config.trunk.host[0]))
+    trunk_networks = (
+        *config.trunk.inbound_from,
+        *_networks_of(config.trunk.host[0]),
+        *(net for ip, _ in config.trunk.failover_hosts for net in _networks_of(ip)),
+    )
     guard = Guard(
         config.security,
         trunk_networks=trunk_networks,
@@ -169,7 +179,9 @@ async def start_server(config: Config) -> Server:
     sip.max_tcp_connections = config.security.max_tcp_connections
     sip.max_tcp_connections_per_source = config.security.max_tcp_connections_per_source
     tls_context = sip_server_context(config)  # before binding: a bad cert exits 2
-    sip.tls_clients[config.trunk.host] = trunk_client(config)
+    trunk_tls = trunk_client(config)  # one name to verify, whichever server answers
+    for target in (config.trunk.host, *config.trunk.failover_hosts):
+        sip.tls_clients[target] = trunk_tls
     bound = await runner.start(host, port)
     if tls_context is not None and config.sip.tls_listen is not None:
         tls_bound = await sip.start_tls(*config.sip.tls_listen, tls_context)
@@ -182,6 +194,8 @@ async def start_server(config: Config) -> Server:
 
     switch.wakeup = wakeup
     switch.start_trunk_registration(runner.now())
+    if not is_ip_literal(config.trunk.host[0]):
+        background.append(_resolve_trunk(config, switch, runner, trunk_tls))
     runner.flush()
     log.info("event=listening sip=%s:%d rtp=%s", bound[0], bound[1], config.rtp.bind)
     return Server(config, switch, runner, relay, hub, catalog, background)
@@ -211,13 +225,29 @@ def _start_recording(
     )
     hub.start()
     sweeper = asyncio.get_running_loop().create_task(
-        run_sweeper(lambda: Catalog.open(directory, policy=policy), interval_s=SWEEP_INTERVAL_S)
+        run_sweeper(lambda: Catalog.open(directory, policy=policy), interval_s=SWEEP_INTERVAL_S),
+        name="retention-sweeper",  # b2bua/reload.py restarts it when retention changes
     )
     return hub, catalog, [sweeper]
 
 
 async def _serve_forever(config: Config) -> int:
+    from b2bua.metrics import OpsCounters
+    from b2bua.ops import OpsEndpoint
+    from b2bua.reload import reload_config
+
+    counters = OpsCounters()
     server = await start_server(config)
+    endpoint = None
+    if config.metrics.listen is not None:
+        endpoint = OpsEndpoint(server, counters)
+        try:
+            mhost, mport = await endpoint.start(*config.metrics.listen)
+        except OSError as exc:
+            await server.close()
+            raise ConfigError(config.path, "metrics.listen", f"cannot listen: {exc}") from None
+        log.info("event=listening_metrics http=%s:%d", mhost, mport)
+        print(f"metrics on http://{mhost}:{mport}/metrics", flush=True)
     portal = None
     if config.portal.identity is not None:
         # The identity never enters this process: the portal runs as its own process.
@@ -225,11 +255,18 @@ async def _serve_forever(config: Config) -> int:
 
         portal = spawn_portal(config.path)
         host, port = config.portal.listen
-        print(f"portal (pid {portal.pid}) on http://{host}:{port}/", flush=True)
+        scheme = "https" if config.portal.tls_cert is not None else "http"
+        print(f"portal (pid {portal.pid}) on {scheme}://{host}:{port}/", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if trace_to := os.environ.get("B2BUA_TRACEMALLOC"):  # soak tests only (bench/soak.py)
+        from b2bua.memtrace import install
+
+        install(loop, trace_to)
+    # SIGHUP: re-read the config; running calls are untouched (b2bua/reload.py).
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(server, counters))
     print(
         f"b2bua serving SIP on {server.sip_address[0]}:{server.sip_address[1]} "
         f"(pid {os.getpid()}); Ctrl-C to stop",
@@ -238,13 +275,16 @@ async def _serve_forever(config: Config) -> int:
     await stop.wait()
     # A second signal during the drain ends the calls at once.
     stop.clear()
-    drained = asyncio.create_task(server.drain(config.security.drain_s))
+    loop.remove_signal_handler(signal.SIGHUP)  # no reloads while shutting down
+    drained = asyncio.create_task(server.drain(server.config.security.drain_s))
     second = asyncio.create_task(stop.wait())
     await asyncio.wait({drained, second}, return_when=asyncio.FIRST_COMPLETED)
     for task in (drained, second):
         task.cancel()
     log.info("event=shutdown calls_left=%d", len(server.switch.calls))
     await server.close()
+    if endpoint is not None:
+        await endpoint.close()  # last: /healthz answers 503 for the whole drain
     if portal is not None:
         portal.terminate()
         try:
@@ -252,6 +292,34 @@ async def _serve_forever(config: Config) -> int:
         except subprocess.TimeoutExpired:
             portal.kill()
     return 0
+
+
+def _resolve_trunk(
+    config: Config, switch: Switch, runner: CoreRunner, tls: TlsClient
+) -> asyncio.Task[None]:
+    """The DNS task for a trunk host name (b2bua/trunk_dns.py): RFC 3263 lookups,
+    repeated when the TTL runs out; each new list goes to the switch's trunk monitor."""
+    trunk = config.trunk
+
+    def on_targets(targets: tuple[tuple[str, int], ...]) -> None:
+        for target in targets:
+            runner.transport.tls_clients[target] = tls
+        switch.set_trunk_targets(targets, runner.now())
+        runner.flush()
+
+    v6 = ":" in config.sip.listen[0]
+    return asyncio.get_running_loop().create_task(
+        keep_resolved(
+            trunk.host[0],
+            None if trunk.srv_lookup else trunk.host[1],
+            trunk.transport,
+            make_resolver(trunk.dns_server),
+            on_targets,
+            # The SIP socket's family: an IPv4 socket can not reach an AAAA address.
+            families=("AAAA", "A") if v6 else ("A",),
+        ),
+        name="trunk-dns",
+    )
 
 
 def _networks_of(host: str) -> list[IPNetwork]:

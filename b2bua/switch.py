@@ -21,7 +21,7 @@ I/O side; the adapter's `wakeup` makes the runner call `handle_timer` soon after
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -47,6 +47,7 @@ from b2bua.transaction import (
     TransactionLayer,
     TransactionTimedOut,
 )
+from b2bua.trunk_monitor import TrunkMonitor, is_ip_literal
 from b2bua.trunk_registration import TrunkRegistration
 from b2bua.uri import URI
 from b2bua.validate import DEFAULT_CONTENT_TYPES, RequestRejectedError, check_request
@@ -104,6 +105,19 @@ class Switch:
         self._media_events: list[tuple[str, str, float, str, str, str]] = []
         self.trunk_registration: TrunkRegistration | None = None
         self._registration_keys: set[str] = set()
+        self._registration_pending = False  # waiting for DNS to name a trunk target
+        # The trunk's targets and their health (OPTIONS keepalive, failover). A host
+        # name's targets arrive from DNS (serve.py calls set_trunk_targets).
+        trunk = config.trunk
+        self.trunk_monitor = TrunkMonitor(
+            trunk.host[0],
+            interval_s=trunk.keepalive_s,
+            transport=trunk.transport.upper(),
+            failover=trunk.failover_hosts,
+        )
+        if is_ip_literal(trunk.host[0]):
+            self.trunk_monitor.set_primary([trunk.host], 0.0)
+        self._probe_keys: dict[str, Addr] = {}  # OPTIONS client transactions -> target
         self._services = _Services(self)
         self.guard: Guard | None = None  # per-source limits and bans (serve.py sets it)
         self.tollfraud = TollFraud(toll_policies(config, self.router))
@@ -171,6 +185,7 @@ class Switch:
         self.registrar.handle_timer(now)
         if self.trunk_registration is not None:
             self._send_registration(self.trunk_registration.on_timer(now), now)
+        self._send_probes(now)
         events, self._media_events = self._media_events, []
         for call_id, kind, at, digit, method, side in events:
             call = self.calls.get(call_id)
@@ -211,6 +226,7 @@ class Switch:
         deadlines.extend(call.get_timer() for call in self.calls.values())
         if self.trunk_registration is not None:
             deadlines.append(self.trunk_registration.get_timer())
+        deadlines.append(self.trunk_monitor.get_timer())
         deadlines.append(self.tollfraud.get_timer())
         limit = self.config.rtp.max_call_s
         deadlines.extend(call.started_at + limit for call in self.calls.values())
@@ -273,6 +289,13 @@ class Switch:
             self._registration_keys.discard(event.key)
             assert self.trunk_registration is not None
             self.trunk_registration.on_timeout(now)
+        elif isinstance(event, ResponseReceived) and event.key in self._probe_keys:
+            target = self._probe_keys[event.key]
+            if event.response.status >= 200:
+                del self._probe_keys[event.key]
+            self.trunk_monitor.on_response(target, event.response, now)
+        elif isinstance(event, TransactionTimedOut) and event.key in self._probe_keys:
+            self.trunk_monitor.on_timeout(self._probe_keys.pop(event.key), now)
         elif isinstance(event, ResponseReceived):
             owner = self._by_key.get(event.key)
             if owner is not None:
@@ -386,6 +409,7 @@ class Switch:
                 route.kind,
                 now,
                 consent=self._consent_for(office, route.unrecorded),
+                a_srtp=self._caller_srtp(route.kind, extension),
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -424,13 +448,40 @@ class Switch:
             )
         return decision.allowed
 
+    def set_trunk_targets(self, targets: tuple[Addr, ...], now: float) -> None:
+        """From DNS (I/O side): the trunk host's addresses, in RFC 3263 order."""
+        self.trunk_monitor.set_primary(targets, now)
+        if self._registration_pending:
+            self.start_trunk_registration(now)
+        if self.wakeup is not None:
+            self.wakeup()
+
+    def _send_probes(self, now: float) -> None:
+        """OPTIONS keepalives that are due (b2bua/trunk_monitor.py)."""
+        transport = self.config.trunk.transport.upper()
+        for request, dest in self.trunk_monitor.on_timer(now, self.local):
+            reliable = transport != "UDP"
+            key = self.layer.send_request(
+                self.stamp(request, "User-Agent"), dest, now, reliable=reliable
+            )
+            if reliable:
+                self._tcp_peers[dest] = transport
+            self._probe_keys[key] = dest
+
     def start_trunk_registration(self, now: float) -> None:
-        """Register the office account at the trunk (trunk.register = true)."""
+        """Starts the trunk's keepalive probes, and registers the office account at the
+        trunk (trunk.register = true) once a target is known."""
+        if not self.trunk_monitor.started:
+            self.trunk_monitor.start(now)
         trunk = self.config.trunk
         if not trunk.register or trunk.username is None or trunk.password is None:
             return
+        registrar = self.trunk_monitor.first()
+        self._registration_pending = registrar is None
+        if registrar is None:
+            return  # set_trunk_targets starts it when DNS has answered
         self.trunk_registration = TrunkRegistration(
-            trunk.host,
+            registrar,
             trunk.realm or trunk.host[0],
             trunk.username,
             trunk.password,
@@ -441,6 +492,10 @@ class Switch:
 
     def _send_registration(self, request: Request | None, now: float) -> None:
         if request is not None and self.trunk_registration is not None:
+            # Each REGISTER goes to the first live target: after a failover, there.
+            current = self.trunk_monitor.first()
+            if current is not None:
+                self.trunk_registration.registrar = current
             key = self.layer.send_request(
                 self.stamp(request, "User-Agent"),
                 self.trunk_registration.registrar,
@@ -473,20 +528,36 @@ class Switch:
             not_asked_note=unrecorded,
         )
 
+    def _caller_srtp(self, kind: str, extension: str | None) -> str:
+        """SRTP policy of the caller's leg: the trunk's inbound, the extension's else."""
+        if kind == "inbound":
+            return self.config.trunk.srtp
+        ext = self.config.extension(extension) if extension else None
+        return ext.srtp if ext is not None else "off"
+
     def _target_for(
         self, kind: str, extension: str | None, dialled: str, now: float
     ) -> Target | None:
         if kind == "outbound":
-            host, port = self.config.trunk.host
-            uri = URI("sip", dialled, host=host, port=port)
             trunk = self.config.trunk
+            host, port = trunk.host
+            destination = self.trunk_monitor.first()  # the first live target
+            if destination is None:
+                return None  # the trunk's name has not resolved (yet)
+            # An SRV-resolved domain goes into the Request-URI without a port (RFC 3263).
+            uri = URI("sip", dialled, host=host, port=None if trunk.srv_lookup else port)
             credentials = (
                 (trunk.username, trunk.password)
                 if trunk.username is not None and trunk.password is not None
                 else None
             )
             return Target(
-                uri, (host, port), trunk.transport.upper(), dialled, credentials=credentials
+                uri,
+                destination,
+                trunk.transport.upper(),
+                dialled,
+                credentials=credentials,
+                srtp=trunk.srtp,
             )
         if extension is None:
             return None
@@ -500,7 +571,8 @@ class Switch:
         ext = self.config.extension(extension)
         if binding.is_static and ext is not None and ext.transport is not None:
             transport = ext.transport.upper()  # extension.transport wins over the URI's
-        return Target(binding.contact.uri, binding.source, transport, extension)
+        srtp = ext.srtp if ext is not None else "off"
+        return Target(binding.contact.uri, binding.source, transport, extension, srtp=srtp)
 
     def _on_cancel(self, event: CancelReceived, now: float) -> None:
         call = self._by_invite_key.get(event.invite_key) if event.invite_key else None
@@ -581,6 +653,14 @@ class _Services(CallServices):
 
     def bind_call_id(self, call: Call, call_id: str, side: Side) -> None:
         self.switch._bind(call, call_id, side)
+
+    def trunk_alternative(
+        self, tried: Sequence[Addr], status: int | None, now: float
+    ) -> Addr | None:
+        """After an INVITE to the trunk at `tried[-1]` timed out (status None) or got
+        408/503: the next live trunk target not tried yet (marking the failed one
+        down), else None. See b2bua/trunk_monitor.py."""
+        return self.switch.trunk_monitor.alternative(tried, status)
 
 
 def toll_policies(config: Config, router: Router) -> dict[str, Policy]:

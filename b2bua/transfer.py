@@ -28,6 +28,8 @@ from b2bua.headers import Address, Headers, parse_address
 from b2bua.media_control import MediaLeg, media_target
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import offer, parse_sdp
+from b2bua.sdp_crypto import SrtpKeys, answer_keys, offer_for_leg
+from rtp.srtp import SrtpKey
 
 if TYPE_CHECKING:
     from b2bua.call import Call, LegState, Side, Target
@@ -44,6 +46,7 @@ class Transfer:
     invite: Request
     invite_key: str
     media: MediaLeg
+    srtp_offer: dict[int, SrtpKey] | None = None  # our crypto offered to the target
 
 
 def start(call: Call, side: Side, request: Request, key: str, now: float) -> None:
@@ -84,14 +87,16 @@ def start(call: Call, side: Side, request: Request, key: str, now: float) -> Non
         codecs=(first, "PCMA" if first == "PCMU" else "PCMU"),
         session_id=secrets.randbelow(2**31),
     )
-    invite = _invite(call, target, sdp.to_bytes())
+    # The target's leg is SRTP or plain by its own policy (trunk.srtp, extension.srtp).
+    secured, srtp_offer = offer_for_leg(sdp, target.srtp)
+    invite = _invite(call, target, secured.to_bytes())
     from b2bua.call import Side as CallSide
 
     invite_key = services.send_request(
         call, CallSide.C, invite, target.destination, target.transport, now
     )
     services.bind_call_id(call, invite.call_id, CallSide.C)
-    call.transfer = Transfer(side, target, invite, invite_key, media)
+    call.transfer = Transfer(side, target, invite, invite_key, media, srtp_offer)
     log.info("event=transfer_start call=%s to=%s", call.id, target.to_user)
 
 
@@ -153,9 +158,29 @@ def _answered(call: Call, transfer: Transfer, response: Response, now: float) ->
     dialog.receive_response(response)
     ack = dialog.create_ack(response, via=call.via(transfer.target.transport))
     services.send_ack(ack, transfer.target.destination, transfer.target.transport)
-    if response.body:
-        remote, fmt, _hold = media_target(parse_sdp(response.body))
-        transfer.media.set_remote(remote, fmt)
+    keys: SrtpKeys | None = None
+    try:
+        if response.body:
+            sdp = parse_sdp(response.body)
+            keys = answer_keys(sdp, transfer.srtp_offer, transfer.target.srtp)
+            remote, fmt, _hold = media_target(sdp)
+            transfer.media.set_remote(remote, fmt)
+        elif transfer.target.srtp == "required":
+            raise SipError(488, "Not Acceptable Here", "SRTP required: the answer has no SDP")
+    except SipError as exc:
+        # The target answered with media we can not take: hang it up, keep the call.
+        log.warning("event=transfer_refused call=%s reason=%s", call.id, exc)
+        bye = dialog.create_request("BYE", via=call.via(transfer.target.transport))
+        dialog.terminate()
+        from b2bua.call import Side as CallSide
+
+        services.send_request(
+            call, CallSide.C, bye, transfer.target.destination, transfer.target.transport, now
+        )
+        _failed(call, transfer, f"SIP/2.0 {exc.status} {exc.reason}", now)
+        return
+    if keys is not None:
+        transfer.media.set_srtp(keys.leg())
     external = call.leg(call.external_side).media
     old = call.leg(transfer.transferor)
     assert external is not None and old.media is not None
@@ -169,15 +194,20 @@ def _answered(call: Call, transfer: Transfer, response: Response, now: float) ->
     assert old.dialog is not None
     call.detached[old.dialog.call_id] = old
     notify(call, old, transfer.transferor, "SIP/2.0 200 OK", now, final=True)
-    new = LegState(dialog, transfer.media, transfer.target.destination, transfer.target.transport)
+    new = LegState(
+        dialog,
+        transfer.media,
+        transfer.target.destination,
+        transfer.target.transport,
+        srtp_policy=transfer.target.srtp,
+        srtp=keys,
+    )
     call.replace_leg(transfer.transferor, new)
     call.transfer = None
     log.info("event=transfer_done call=%s to=%s", call.id, transfer.target.to_user)
 
 
-def notify(
-    call: Call, leg: LegState, side: Side, sipfrag: str, now: float, *, final: bool
-) -> None:
+def notify(call: Call, leg: LegState, side: Side, sipfrag: str, now: float, *, final: bool) -> None:
     """Progress of the REFER to the transferor (RFC 3515 2.4.5)."""
     if leg.dialog is None:
         return

@@ -192,6 +192,11 @@ class RelayLeg:
                 self._link(self.partner)
                 self.partner._link(self)
 
+    def set_srtp(self, srtp: SrtpLeg | None) -> None:
+        """Keys negotiated (SDES) for this leg, or None for plain RTP. Called only when the
+        keys change: a new `SrtpLeg` starts libsrtp's replay and rollover state anew."""
+        self.srtp = srtp
+
     def hold(self) -> None:
         """Hold or ``a=inactive``: no media expected, the inactivity timer pauses."""
         self.inactivity.pause()
@@ -524,6 +529,9 @@ class MediaRelay:
         self.cname = cname
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.legs: dict[str, RelayLeg] = {}
+        # Counters of the legs that have closed, summed (for totals over the process's
+        # life, e.g. the metrics endpoint): live legs' counters plus these.
+        self.closed_totals = LegCounters()
 
     def open_leg(
         self,
@@ -570,6 +578,9 @@ class MediaRelay:
         if self.legs.get(leg.leg_id) is leg:
             del self.legs[leg.leg_id]
             self.ports.release(leg.port)
+            totals, counters = self.closed_totals, leg.counters
+            for name in LegCounters.__slots__:
+                setattr(totals, name, getattr(totals, name) + getattr(counters, name))
 
     def close(self) -> None:
         for leg in list(self.legs.values()):

@@ -31,8 +31,8 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from b2bua import transfer as transfer_steps
@@ -147,6 +147,10 @@ class CallServices(Protocol):
 
     def transfer_target(self, user: str, now: float) -> Target | None: ...
 
+    def trunk_alternative(
+        self, tried: Sequence[Addr], status: int | None, now: float
+    ) -> Addr | None: ...
+
     def bind_call_id(self, call: Call, call_id: str, side: Side) -> None: ...
 
 
@@ -192,6 +196,7 @@ class Call:
     a_answered: bool = False  # our 2xx went to A (early when we answer for consent)
     a_answer_body: bytes = b""  # outbound with consent: A's answer, sent on connect
     b_nonces_answered: set[str] = field(default_factory=set)  # trunk digest, once each
+    b_trunk_retried: bool = False  # the INVITE went to the next trunk server once
     transfer: Transfer | None = None  # a blind transfer in progress (transfer.py)
     detached: dict[str, LegState] = field(default_factory=dict)  # transferors' old dialogs
     answered_at: float | None = None
@@ -830,6 +835,8 @@ class Call:
             self.feed(CallInput.B_SUCCESS, now, response)
         elif response.status in (401, 407) and self._retry_with_credentials(response, now):
             return  # the INVITE went out again with credentials (the ICT ACKed the 401)
+        elif response.status in (408, 503) and self._next_trunk(response.status, now):
+            return  # tried at the next trunk server
         else:
             self.feed(CallInput.B_FAILURE, now, response)
 
@@ -861,18 +868,44 @@ class Call:
             password=password,
             cnonce=secrets.token_hex(8),
         )
-        number = self.b_invite.cseq[0] + 1
         name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        headers = (
-            self.b_invite.headers.set("Via", str(self._via(self.target.transport)))
-            .set("CSeq", f"{number} INVITE")
-            .set(name, value)
+        self._resend_b_invite(now, (name, value))
+        return True
+
+    def _next_trunk(self, status: int | None, now: float) -> bool:
+        """An outbound INVITE that timed out or got 408/503 goes once to the next live
+        trunk server (trunk_monitor.py); False when there is none or it was tried."""
+        if self.direction != "outbound" or self.state is not CallState.CALLING:
+            return False
+        if self.b_trunk_retried or self.b_invite is None:
+            return False
+        old = self.target.destination
+        alternative = self.services.trunk_alternative([old], status, now)
+        if alternative is None:
+            return False
+        self.b_trunk_retried = True
+        uri = self.target.uri
+        if uri.host.strip("[]") == old[0]:
+            uri = replace(uri, host=alternative[0], port=alternative[1])
+        self.target = replace(self.target, uri=uri, destination=alternative)
+        self.b_invite = replace(self.b_invite, uri=uri)
+        log.info("event=trunk_failover call=%s to=%s:%d", self.id, *alternative)
+        self._resend_b_invite(now)
+        return True
+
+    def _resend_b_invite(self, now: float, *extra: tuple[str, str]) -> None:
+        """B's INVITE again as a new transaction: new branch, next CSeq (RFC 3261 8.1.3.5)."""
+        assert self.b_invite is not None
+        headers = self.b_invite.headers.set("Via", str(self._via(self.target.transport))).set(
+            "CSeq", f"{self.b_invite.cseq[0] + 1} INVITE"
         )
+        for name, value in extra:
+            headers = headers.set(name, value)
         self.b_invite = Request("INVITE", self.b_invite.uri, headers, self.b_invite.body)
+        self.b.peer = self.target.destination
         self.b_invite_key = self.services.send_request(
             self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
         )
-        return True
 
     def on_a_response(self, response: Response, key: str, now: float) -> None:
         if key in self.relayed:
@@ -891,7 +924,8 @@ class Call:
             self.services.send_response(server_key, make_response(request, 408), now)
             return
         if side is Side.B and key == self.b_invite_key:
-            self.feed(CallInput.B_FAILURE, now, None)
+            if not self._next_trunk(None, now):
+                self.feed(CallInput.B_FAILURE, now, None)
             return
         leg = self._leg(side)
         if leg.bye_pending:

@@ -433,3 +433,82 @@ def test_srtp_only_offer_is_refused_with_488_not_bridged(tmp_path: Path) -> None
     assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
     assert server.switch.stats.calls_rejected == 1
     assert not server.relay.legs
+
+
+def test_outbound_call_fails_over_to_the_second_trunk_server_on_503(tmp_path: Path) -> None:
+    phone_port = free_port("127.0.0.3")
+    primary_port, second_port = free_port("127.0.0.2"), free_port("127.0.0.4")
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", primary_port),
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+        sip_extra='digest_algorithms = ["MD5"]',
+    )
+    text = config.read_text().replace(
+        'inbound_extension = "1000"',
+        f'inbound_extension = "1000"\nkeepalive_s = 0\nfailover_hosts = ["127.0.0.4:{second_port}"]',
+    )
+    config.write_text(text)
+
+    async def scenario(server: Server):  # type: ignore[no-untyped-def]
+        primary = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "carrier_503.xml"),
+                    "-i",
+                    "127.0.0.2",
+                    "-p",
+                    str(primary_port),
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        second = asyncio.create_task(
+            run_sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_uas.xml"),
+                    "-i",
+                    "127.0.0.4",
+                    "-p",
+                    str(second_port),
+                    "-mp",
+                    str(free_port("127.0.0.4")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        await asyncio.sleep(0.3)
+        host, sip_port = server.sip_address
+        phone = await run_sipp(
+            [
+                "-sf",
+                str(SIPP_DIR / "phone_uac_auth.xml"),
+                "-s",
+                "+4989123456",
+                "-au",
+                "1000",
+                "-ap",
+                "pw1000",
+                "-i",
+                "127.0.0.3",
+                "-p",
+                str(phone_port),
+                "-mp",
+                str(free_port("127.0.0.3")),
+                "-m",
+                "1",
+                f"{host}:{sip_port}",
+            ]
+        )
+        return phone, await primary, await second, server.switch.stats
+
+    phone, primary, second, stats = run_async(lambda: _with_server(config, scenario))
+    assert primary.returncode == 0, primary.stdout[-3000:] + primary.stderr
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert stats.calls_ended == 1

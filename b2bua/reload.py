@@ -55,6 +55,11 @@ RESTART_TRUNK_KEYS = (
     "tls_server_name",
     "register",
     "register_expires_s",
+    # The trunk monitor and its DNS task read these once, at start-up.
+    "keepalive_s",
+    "failover_hosts",
+    "dns_server",
+    "srv_lookup",
 )
 SECTIONS = ("sip", "rtp", "trunk", "recording", "portal", "security", "numbers", "log", "metrics")
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from b2bua import reinvite as reinvite_steps
 from b2bua import transfer as transfer_steps
 from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
 from b2bua.consent import (
@@ -812,7 +813,7 @@ class Call:
     # -- entry points used by the switch -----------------------------------------------
     def on_b_response(self, response: Response, key: str, now: float) -> None:
         if key in self.relayed:
-            self._on_relayed_response(response, key, now)
+            reinvite_steps.on_relayed_response(self, response, key, now)
             return
         _, method = response.cseq
         if method == "BYE":
@@ -909,7 +910,7 @@ class Call:
 
     def on_a_response(self, response: Response, key: str, now: float) -> None:
         if key in self.relayed:
-            self._on_relayed_response(response, key, now)
+            reinvite_steps.on_relayed_response(self, response, key, now)
             return
         if response.cseq[1] == "BYE" and response.status >= 200:
             self.a.bye_pending = False
@@ -952,7 +953,7 @@ class Call:
             self.services.send_response(key, make_response(request, 200), now)
             self.feed(CallInput.A_BYE if side is Side.A else CallInput.B_BYE, now, request)
         elif method in ("INVITE", "UPDATE"):
-            self._relay_reinvite(side, request, key, now)
+            reinvite_steps.relay_reinvite(self, side, request, key, now)
         elif method == "INFO":
             # DTMF by SIP INFO is consent input; it is never forwarded to the other side.
             try:
@@ -985,110 +986,6 @@ class Call:
     def hangup(self, reason: str, now: float) -> None:
         self.end_reason = self.end_reason or reason
         self.feed(CallInput.HANGUP, now)
-
-    # -- re-INVITE across ----------------------------------------------------------------
-    def _relay_reinvite(self, side: Side, request: Request, key: str, now: float) -> None:
-        other = Side.B if side is Side.A else Side.A
-        other_leg = self._leg(other)
-        if self.state is not CallState.CONFIRMED or other_leg.dialog is None:
-            self.services.send_response(key, make_response(request, 491), now)
-            return
-        body = b""
-        if request.body:
-            sdp = parse_sdp(request.body)
-            leg = self._leg(side)
-            try:
-                # The offerer's leg keeps its own policy; its answer is built on the way back.
-                offer_wants_srtp(sdp, leg.srtp_policy)
-            except SipError as exc:
-                self.services.send_response(key, make_response(request, exc.status), now)
-                return
-            remote, fmt, hold = media_target(sdp)
-            here, there = leg.media, other_leg.media
-            assert here is not None and there is not None
-            here.set_remote(remote, fmt)
-            if hold:
-                here.hold()
-            else:
-                here.resume()
-            # Toward the other leg: our own offer, with the keys that leg already has.
-            body = self._offer_to(other_leg, anchor(sdp, self.services.media.ip, [there.port]))
-        out = other_leg.dialog.create_request(
-            request.method,
-            via=self._via(other_leg.transport),
-            body=body,
-            content_type="application/sdp" if body else None,
-        )
-        out_key = self.services.send_request(
-            self, other, out, self._peer_for(other), other_leg.transport, now
-        )
-        self.relayed[out_key] = (key, request, side)
-
-    def _answer_reinvite(self, origin: Side, request: Request, sdp: SessionDescription) -> bytes:
-        """The other leg's answer anchored for the re-INVITE's offerer, SRTP or plain as
-        the offerer's policy and offer say; its keys are set here (ours kept)."""
-        here = self._leg(origin)
-        assert here.media is not None
-        anchored = anchor(sdp, self.services.media.ip, [here.media.port])
-        if not request.body:
-            # An offerless re-INVITE: the other leg's offer goes on as plain RTP (the
-            # answer in the ACK is not taken, so the leg keeps what it had).
-            return plain_profile(anchored).to_bytes()
-        offer_sdp = parse_sdp(request.body)
-        secure = offer_wants_srtp(offer_sdp, here.srtp_policy)
-        if origin is Side.A:
-            self.a_offer, self.a_secure = offer_sdp, secure
-        if not secure:
-            self._set_keys(here, None)
-            return plain_profile(anchored).to_bytes()
-        ours = here.srtp.ours if here.srtp is not None else None
-        secured, keys = secure_answer(anchored, offer_sdp, ours=ours)
-        self._set_keys(here, keys)
-        return secured.to_bytes()
-
-    def _on_relayed_response(self, response: Response, key: str, now: float) -> None:
-        server_key, request, origin = self.relayed[key]
-        if response.status < 200:
-            return
-        del self.relayed[key]
-        leg = self._leg(Side.B if origin is Side.A else Side.A)
-        body = b""
-        if 200 <= response.status < 300:
-            if leg.dialog is not None and response.cseq[1] == "INVITE":
-                leg.dialog.receive_response(response)
-                ack = leg.dialog.create_ack(response, via=self._via(leg.transport))
-                self.services.send_ack(
-                    ack, self._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
-                )
-            if response.body:
-                sdp = parse_sdp(response.body)
-                try:
-                    keys = self._answer_keys(leg, sdp)
-                    body = self._answer_reinvite(origin, request, sdp)
-                except SipError as exc:
-                    # The answering leg keeps its old keys; the offerer hears why.
-                    log.warning("call %s: re-INVITE answer refused: %s", self.id, exc)
-                    self.services.send_response(server_key, make_response(request, exc.status), now)
-                    return
-                self._set_keys(leg, keys)
-                remote, fmt, hold = media_target(sdp)
-                assert leg.media is not None
-                leg.media.set_remote(remote, fmt)
-                if hold:
-                    leg.media.hold()
-                else:
-                    leg.media.resume()
-        headers = [("Contact", str(self._contact()))]
-        if body:
-            headers.append(("Content-Type", "application/sdp"))
-        status = (
-            response.status
-            if response.status < 300 or response.status == 491
-            else (map_failure(response.status))
-        )
-        self.services.send_response(
-            server_key, make_response(request, status, headers=headers, body=body), now
-        )
 
 
 def map_failure(status: int) -> int:

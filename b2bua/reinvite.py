@@ -1,0 +1,140 @@
+"""Re-INVITEs (hold, resume, codec change) carried across the two legs of a call.
+
+Theory of operation: a re-INVITE from one leg is answered only when the other leg has
+answered our own re-INVITE: the offer is anchored to our relay port on the other leg
+(with that leg's own SRTP keys, kept across re-offers), the answer comes back anchored
+to the offerer's port, and each leg's relay learns the new peer address, format and
+hold state from the SDP meant for it. `Call.relayed` maps our client transaction to the
+offerer's server transaction meanwhile. No I/O here: requests go through the call's
+services like all others.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from b2bua.errors import SipError
+from b2bua.media_control import media_target
+from b2bua.message import Request, Response, make_response
+from b2bua.sdp import SessionDescription, anchor, parse_sdp
+from b2bua.sdp_crypto import offer_wants_srtp, plain_profile, secure_answer
+
+if TYPE_CHECKING:
+    from b2bua.call import Call, Side
+
+log = logging.getLogger("b2bua.call")
+
+
+def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: float) -> None:
+    """A re-INVITE (or UPDATE) from `side`: re-offered on the other leg with our own SDP."""
+    from b2bua.call import CallState, Side
+
+    other = Side.B if side is Side.A else Side.A
+    other_leg = call._leg(other)
+    if call.state is not CallState.CONFIRMED or other_leg.dialog is None:
+        call.services.send_response(key, make_response(request, 491), now)
+        return
+    body = b""
+    if request.body:
+        sdp = parse_sdp(request.body)
+        leg = call._leg(side)
+        try:
+            # The offerer's leg keeps its own policy; its answer is built on the way back.
+            offer_wants_srtp(sdp, leg.srtp_policy)
+        except SipError as exc:
+            call.services.send_response(key, make_response(request, exc.status), now)
+            return
+        remote, fmt, hold = media_target(sdp)
+        here, there = leg.media, other_leg.media
+        assert here is not None and there is not None
+        here.set_remote(remote, fmt)
+        if hold:
+            here.hold()
+        else:
+            here.resume()
+        # Toward the other leg: our own offer, with the keys that leg already has.
+        body = call._offer_to(other_leg, anchor(sdp, call.services.media.ip, [there.port]))
+    out = other_leg.dialog.create_request(
+        request.method,
+        via=call._via(other_leg.transport),
+        body=body,
+        content_type="application/sdp" if body else None,
+    )
+    out_key = call.services.send_request(
+        call, other, out, call._peer_for(other), other_leg.transport, now
+    )
+    call.relayed[out_key] = (key, request, side)
+
+
+def _answer_reinvite(call: Call, origin: Side, request: Request, sdp: SessionDescription) -> bytes:
+    from b2bua.call import Side
+
+    """The other leg's answer anchored for the re-INVITE's offerer, SRTP or plain as
+    the offerer's policy and offer say; its keys are set here (ours kept)."""
+    here = call._leg(origin)
+    assert here.media is not None
+    anchored = anchor(sdp, call.services.media.ip, [here.media.port])
+    if not request.body:
+        # An offerless re-INVITE: the other leg's offer goes on as plain RTP (the
+        # answer in the ACK is not taken, so the leg keeps what it had).
+        return plain_profile(anchored).to_bytes()
+    offer_sdp = parse_sdp(request.body)
+    secure = offer_wants_srtp(offer_sdp, here.srtp_policy)
+    if origin is Side.A:
+        call.a_offer, call.a_secure = offer_sdp, secure
+    if not secure:
+        call._set_keys(here, None)
+        return plain_profile(anchored).to_bytes()
+    ours = here.srtp.ours if here.srtp is not None else None
+    secured, keys = secure_answer(anchored, offer_sdp, ours=ours)
+    call._set_keys(here, keys)
+    return secured.to_bytes()
+
+
+def on_relayed_response(call: Call, response: Response, key: str, now: float) -> None:
+    """The other leg's answer to a relayed re-INVITE, passed back to the offerer."""
+    from b2bua.call import Side, map_failure
+
+    server_key, request, origin = call.relayed[key]
+    if response.status < 200:
+        return
+    del call.relayed[key]
+    leg = call._leg(Side.B if origin is Side.A else Side.A)
+    body = b""
+    if 200 <= response.status < 300:
+        if leg.dialog is not None and response.cseq[1] == "INVITE":
+            leg.dialog.receive_response(response)
+            ack = leg.dialog.create_ack(response, via=call._via(leg.transport))
+            call.services.send_ack(
+                ack, call._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
+            )
+        if response.body:
+            sdp = parse_sdp(response.body)
+            try:
+                keys = call._answer_keys(leg, sdp)
+                body = _answer_reinvite(call, origin, request, sdp)
+            except SipError as exc:
+                # The answering leg keeps its old keys; the offerer hears why.
+                log.warning("call %s: re-INVITE answer refused: %s", call.id, exc)
+                call.services.send_response(server_key, make_response(request, exc.status), now)
+                return
+            call._set_keys(leg, keys)
+            remote, fmt, hold = media_target(sdp)
+            assert leg.media is not None
+            leg.media.set_remote(remote, fmt)
+            if hold:
+                leg.media.hold()
+            else:
+                leg.media.resume()
+    headers = [("Contact", str(call._contact()))]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    status = (
+        response.status
+        if response.status < 300 or response.status == 491
+        else (map_failure(response.status))
+    )
+    call.services.send_response(
+        server_key, make_response(request, status, headers=headers, body=body), now
+    )

@@ -145,3 +145,95 @@ def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
     assert rate == 8000
     assert data.shape[1] == 2
     assert len(data) / rate >= 3.5  # at least the two whole chunks before the kill
+
+
+def test_sigterm_mid_call_seals_the_recording(tmp_path: Path) -> None:
+    """Graceful shutdown: SIGTERM drains (new calls 503), then ends running calls with
+    BYE and seals every recording: complete, not truncated, no .part left."""
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config = consent_office(tmp_path, trunk_port, phone_port, extra="")
+    text = config.read_text() + "[security]\ndrain_s = 1\n"
+    config.write_text(text)
+    scenario = trunk_scenario(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"))
+    scenario.write_text(
+        scenario.read_text().replace(
+            '<pause milliseconds="3500"/>', '<pause milliseconds="15000"/>'
+        )
+    )
+    recordings = tmp_path / "recordings"
+    server, address = start_serve(config)
+    peers: list[subprocess.Popen[bytes]] = []
+    try:
+        peers.append(
+            sipp(
+                [
+                    "-sf",
+                    str(SIPP_DIR / "phone_uas.xml"),
+                    "-i",
+                    "127.0.0.3",
+                    "-p",
+                    str(phone_port),
+                    "-mp",
+                    str(free_port("127.0.0.3")),
+                    "-rtp_echo",
+                    "-m",
+                    "1",
+                ]
+            )
+        )
+        time.sleep(0.3)
+        peers.append(
+            sipp(
+                [
+                    "-sf",
+                    str(scenario),
+                    "-s",
+                    "1000",
+                    "-i",
+                    "127.0.0.2",
+                    "-p",
+                    str(trunk_port),
+                    "-mp",
+                    str(free_port("127.0.0.2")),
+                    "-m",
+                    "1",
+                    address,
+                ]
+            )
+        )
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and not any(
+            p.stat().st_size > 65552 for p in recordings.glob("*.wav.age.part")
+        ):
+            time.sleep(0.1)
+        assert list(recordings.glob("*.wav.age.part")), "no recording in progress"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        for peer in peers:
+            peer.kill()
+            peer.wait(timeout=10)
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+    assert not list(recordings.glob("*.part"))
+    listing = subprocess.run(
+        [*B2BUA, "recordings", "list", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    (row,) = json.loads(listing.stdout)
+    assert row["status"] == "complete"
+    out = tmp_path / "sealed.wav"
+    result = subprocess.run(
+        [*B2BUA, "decrypt", "--identity", str(tmp_path / "recorder.key"), row["path"], str(out)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data, rate = sf.read(out, dtype="int16")
+    assert len(data) / rate > 2.0

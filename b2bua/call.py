@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from b2bua import call_timers
 from b2bua import reinvite as reinvite_steps
 from b2bua import transfer as transfer_steps
 from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
@@ -68,6 +69,7 @@ from b2bua.sdp_crypto import (
     plain_profile,
     secure_answer,
 )
+from b2bua.session_timer import SessionTimer, uac_headers, uas_negotiate
 from b2bua.transaction import create_cancel, new_branch
 from b2bua.transfer import Transfer
 from b2bua.uri import URI
@@ -167,6 +169,12 @@ class LegState:
     srtp_policy: str = "off"
     srtp: SrtpKeys | None = None
     srtp_offer: dict[int, SrtpKey] | None = None
+    # RFC 4028 on this leg (call_timers.py): the agreed timer, when it was last
+    # refreshed, the SDP we last sent here (a refresh repeats it), our refresh in flight.
+    timer: SessionTimer | None = None
+    timer_start: float = 0.0
+    last_sdp: bytes = b""
+    refresh_key: str | None = None
 
 
 @dataclass
@@ -198,6 +206,7 @@ class Call:
     a_answer_body: bytes = b""  # outbound with consent: A's answer, sent on connect
     b_nonces_answered: set[str] = field(default_factory=set)  # trunk digest, once each
     b_trunk_retried: bool = False  # the INVITE went to the next trunk server once
+    a_session_timer: SessionTimer | None = None  # agreed with A's INVITE, runs from our 2xx
     transfer: Transfer | None = None  # a blind transfer in progress (transfer.py)
     detached: dict[str, LegState] = field(default_factory=dict)  # transferors' old dialogs
     answered_at: float | None = None
@@ -254,6 +263,8 @@ class Call:
             call.consent = consent = None  # internal calls have no external party to ask
         asking = consent is not None and consent.asks
         call.consent_first = asking
+        # RFC 4028: a Session-Expires below our minimum is answered 422 (with Min-SE).
+        call.a_session_timer = uas_negotiate(invite)
         call.a.peer, call.a.transport = source, transport
         media = services.media
         call.a.media = media.open_leg(call.id + "-a", services.media_inactive)
@@ -319,8 +330,10 @@ class Call:
             ("Contact", str(self._contact())),
             ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
+            *call_timers.answer_headers_for_a(self, now),
         ]
-        self._respond_a(200, now, headers=headers, body=ours.to_bytes())
+        self.a.last_sdp = ours.to_bytes()
+        self._respond_a(200, now, headers=headers, body=self.a.last_sdp)
         self.a.dialog.confirm()
         self.a_answered = True
         self.answered_at = now
@@ -329,6 +342,7 @@ class Call:
 
     def _send_b_invite(self, body: bytes, now: float) -> None:
         self.b_invite = self._build_b_invite(body)
+        self.b.last_sdp = body
         self.b.peer, self.b.transport = self.target.destination, self.target.transport
         self.b_invite_key = self.services.send_request(
             self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
@@ -398,6 +412,7 @@ class Call:
             ("Contact", str(self._contact())),
             ("Allow", ALLOW),
             *self.target.extra_headers,
+            *uac_headers(),
         ]
         if body:
             fields.append(("Content-Type", "application/sdp"))
@@ -433,17 +448,18 @@ class Call:
         status = msg.status if msg.status in (180, 181, 182, 183) else 180
         self._respond_a(status, now, headers=headers, body=body)
 
-    def _confirm_b(self, msg: Response) -> None:
+    def _confirm_b(self, msg: Response, now: float) -> None:
         assert self.b_invite is not None
         dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
         dialog.receive_response(msg)
         self.b.dialog = dialog
+        call_timers.b_answered(self, msg, now)
         ack = dialog.create_ack(msg, via=self._via(self.b.transport))
         self.services.send_ack(ack, self._b_next_hop(), self.b.transport)
 
     def _on_b_success(self, now: float, msg: Request | Response | None, key: str) -> None:
         assert isinstance(msg, Response)
-        self._confirm_b(msg)
+        self._confirm_b(msg, now)
         if self.a_answered:
             # Inbound after consent: A is up; take B's answer and bridge.
             try:
@@ -496,6 +512,8 @@ class Call:
     def _answer_a(self, now: float, body: bytes) -> None:
         self.answered_at = now
         headers = [("Contact", str(self._contact())), ("Allow", ALLOW)]
+        headers += call_timers.answer_headers_for_a(self, now)
+        self.a.last_sdp = body
         if body:
             headers.append(("Content-Type", "application/sdp"))
         self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
@@ -628,11 +646,21 @@ class Call:
             self._apply(self.consent.prompt_finished(now), now)
 
     def get_timer(self) -> float | None:
-        return None if self.consent is None else self.consent.get_timer()
+        times = [
+            t
+            for t in (
+                None if self.consent is None else self.consent.get_timer(),
+                call_timers.deadline(self),
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
         if self.consent is not None:
             self._apply(self.consent.timer(now), now)
+        if self.state is CallState.CONFIRMED:
+            call_timers.on_timer(self, now)
 
     def _on_a_ack(self, now: float, msg: Request | Response | None, key: str) -> None:
         pass  # the 2xx retransmission is stopped by the transaction layer
@@ -812,6 +840,8 @@ class Call:
 
     # -- entry points used by the switch -----------------------------------------------
     def on_b_response(self, response: Response, key: str, now: float) -> None:
+        if call_timers.on_response(self, Side.B, response, key, now):
+            return
         if key in self.relayed:
             reinvite_steps.on_relayed_response(self, response, key, now)
             return
@@ -909,6 +939,8 @@ class Call:
         )
 
     def on_a_response(self, response: Response, key: str, now: float) -> None:
+        if call_timers.on_response(self, Side.A, response, key, now):
+            return
         if key in self.relayed:
             reinvite_steps.on_relayed_response(self, response, key, now)
             return
@@ -919,6 +951,8 @@ class Call:
     def on_timeout(self, side: Side, key: str, now: float) -> None:
         if side is Side.C:
             transfer_steps.on_timeout(self, key, now)
+            return
+        if call_timers.on_timeout(self, side, key, now):
             return
         if key in self.relayed:
             server_key, request, _ = self.relayed.pop(key)
@@ -953,6 +987,7 @@ class Call:
             self.services.send_response(key, make_response(request, 200), now)
             self.feed(CallInput.A_BYE if side is Side.A else CallInput.B_BYE, now, request)
         elif method in ("INVITE", "UPDATE"):
+            call_timers.refreshed(leg, now)  # any re-INVITE or UPDATE refreshes its leg
             reinvite_steps.relay_reinvite(self, side, request, key, now)
         elif method == "INFO":
             # DTMF by SIP INFO is consent input; it is never forwarded to the other side.

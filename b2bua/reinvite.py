@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from b2bua.call_timers import refreshed
 from b2bua.errors import SipError
 from b2bua.media_control import media_target
 from b2bua.message import Request, Response, make_response
@@ -55,6 +56,7 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
             here.resume()
         # Toward the other leg: our own offer, with the keys that leg already has.
         body = call._offer_to(other_leg, anchor(sdp, call.services.media.ip, [there.port]))
+        other_leg.last_sdp = body
     out = other_leg.dialog.create_request(
         request.method,
         via=call._via(other_leg.transport),
@@ -105,6 +107,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     if 200 <= response.status < 300:
         if leg.dialog is not None and response.cseq[1] == "INVITE":
             leg.dialog.receive_response(response)
+            refreshed(leg, now)
             ack = leg.dialog.create_ack(response, via=call._via(leg.transport))
             call.services.send_ack(
                 ack, call._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
@@ -135,6 +138,8 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
         if response.status < 300 or response.status == 491
         else (map_failure(response.status))
     )
+    if body:
+        call._leg(origin).last_sdp = body
     call.services.send_response(
         server_key, make_response(request, status, headers=headers, body=body), now
     )

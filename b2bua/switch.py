@@ -54,6 +54,9 @@ from b2bua.validate import DEFAULT_CONTENT_TYPES, RequestRejectedError, check_re
 
 log = logging.getLogger("b2bua.switch")
 M = TypeVar("M", Request, Response)
+# Option tags a peer may Require of us: session timers (RFC 4028, call_timers.py).
+# 100rel (RFC 3262) is not supported: Require: 100rel gets 420 with Unsupported.
+SUPPORTED_OPTIONS = frozenset({"timer"})
 # INFO carries DTMF (consent digits) in these bodies; call.py parses them.
 INFO_CONTENT_TYPES = DEFAULT_CONTENT_TYPES | frozenset(ACCEPTED_TYPES)
 
@@ -334,7 +337,9 @@ class Switch:
     ) -> None:
         try:
             types = INFO_CONTENT_TYPES if request.method == "INFO" else DEFAULT_CONTENT_TYPES
-            check_request(request, allowed_content_types=types)
+            check_request(
+                request, allowed_content_types=types, supported_extensions=SUPPORTED_OPTIONS
+            )
         except RequestRejectedError as exc:
             self.stats.requests_rejected += 1
             self._respond(key, make_response(request, exc.status, headers=exc.headers), now)
@@ -413,7 +418,8 @@ class Switch:
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
-            self._respond(key, make_response(request, exc.status), now)
+            extra = exc.headers if isinstance(exc, RequestRejectedError) else ()
+            self._respond(key, make_response(request, exc.status, headers=extra), now)
             return
         self.stats.calls_started += 1
         self.calls[call.id] = call

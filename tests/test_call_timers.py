@@ -1,0 +1,113 @@
+"""Session timers (RFC 4028) on both legs of a call, with simulated time: the call logic
+with stand-ins for the switch and the relay (tests/test_srtp_negotiation.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from b2bua.call import Call, CallState, Side
+from b2bua.headers import Headers
+from b2bua.message import Request, make_response
+from b2bua.validate import RequestRejectedError
+from tests.test_srtp_negotiation import (
+    FakeServices,
+    a_invite,
+    b_offer,
+    final_to_a,
+    phone_answer,
+    plain_offer,
+    start,
+    target,
+)
+
+
+def plain_start() -> tuple[Call, FakeServices]:
+    return start(plain_offer().to_bytes(), "off", "off")
+
+
+def answer_b(call: Call, services: FakeServices, *extra: tuple[str, str]) -> None:
+    assert call.b_invite is not None
+    response = make_response(
+        call.b_invite,
+        200,
+        to_tag="phone1",
+        headers=[
+            ("Contact", "<sip:phone@127.0.0.3:5070>"),
+            ("Content-Type", "application/sdp"),
+            *extra,
+        ],
+        body=phone_answer(b_offer(call)).to_bytes(),
+    )
+    call.on_b_response(response, call.b_invite_key, 1.0)
+    call.on_a_ack(1.1)
+
+
+def start_with_timer(value: str, supported: bool = True) -> tuple[Call, FakeServices]:
+    invite = a_invite(plain_offer().to_bytes())
+    fields = list(invite.headers)
+    fields.append(("Session-Expires", value))
+    if supported:
+        fields.append(("Supported", "timer"))
+    invite = Request("INVITE", invite.uri, Headers(tuple(fields)), invite.body)
+    services = FakeServices()
+    call = Call.start(
+        services, invite, "a-key", ("127.0.0.2", 5080), "UDP", target(), "inbound", 0.0
+    )
+    return call, services
+
+
+def test_b_invite_offers_timers_and_a_small_interval_from_a_gets_422() -> None:
+    call, _ = plain_start()
+    assert call.b_invite is not None
+    assert call.b_invite.headers.get("Session-Expires") == "1800"
+    assert "timer" in call.b_invite.headers.get_all("Supported")
+    with pytest.raises(RequestRejectedError) as info:
+        start_with_timer("30")
+    assert info.value.status == 422
+    assert ("Min-SE", "90") in info.value.headers
+
+
+def test_we_refresh_leg_a_at_half_the_interval_with_the_same_sdp() -> None:
+    call, services = start_with_timer("120;refresher=uas")
+    answer_b(call, services)
+    ok = final_to_a(services)
+    assert ok.headers.get("Session-Expires") == "120;refresher=uas"
+    assert call.state is CallState.CONFIRMED
+    deadline = call.get_timer()
+    assert deadline == pytest.approx(1.0 + 60)
+    before = len(services.requests)
+    call.on_timer(deadline)  # type: ignore[arg-type]
+    side, refresh, key = services.requests[before]
+    assert side is Side.A
+    assert refresh.method == "INVITE"
+    assert refresh.body == ok.body  # unchanged SDP: a refresh, not a new offer
+    assert refresh.headers.get("Session-Expires") == "120;refresher=uas"
+    call.on_a_response(make_response(refresh, 200, body=ok.body), key, 61.0)
+    assert services.acks[-1].method == "ACK"
+    assert call.get_timer() == pytest.approx(61.0 + 60)
+
+
+def test_peer_refresher_missing_ends_the_call_with_bye() -> None:
+    call, services = start_with_timer("120;refresher=uac")
+    answer_b(call, services)
+    ok = final_to_a(services)
+    assert ok.headers.get("Require") == "timer"
+    expiry = call.get_timer()
+    assert expiry == pytest.approx(1.0 + 120 - 32)
+    call.on_timer(expiry)  # type: ignore[arg-type]
+    byes = [r for _, r, _ in services.requests if r.method == "BYE"]
+    assert len(byes) == 2  # both legs
+    assert call.end_reason == "session timer expired"
+
+
+def test_b_leg_timer_from_its_2xx_and_refresh_failure_ends_the_call() -> None:
+    call, services = plain_start()
+    answer_b(call, services, ("Session-Expires", "100;refresher=uac"), ("Require", "timer"))
+    deadline = call.get_timer()
+    assert deadline == pytest.approx(1.0 + 50)
+    call.on_timer(deadline)  # type: ignore[arg-type]
+    side, refresh, key = services.requests[-1]
+    assert side is Side.B
+    assert refresh.method == "INVITE"
+    call.on_b_response(make_response(refresh, 481), key, 52.0)
+    assert call.end_reason == "session refresh failed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import linecache
 import signal
 import tracemalloc
 from pathlib import Path
@@ -23,6 +24,8 @@ TOP_LINES = 30
 TOP_STACKS = 5
 _IGNORED = (
     tracemalloc.Filter(False, tracemalloc.__file__),
+    # The dump's own source-line cache (formatting stacks reads the files): not ours to find.
+    tracemalloc.Filter(False, linecache.__file__),
     tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
     tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
     tracemalloc.Filter(False, "<unknown>"),

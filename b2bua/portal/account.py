@@ -126,7 +126,10 @@ async def login_submit(portal: Portal, request: Request) -> Response:
     session = portal.sessions.create(user.name, now, chosen if chosen in LANGUAGES else None)
     response = RedirectResponse("/recordings", status_code=303)
     portal.set_session_cookie(response, session)
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    # Same attributes as when it was set: over TLS no cookie of ours goes out without Secure.
+    response.delete_cookie(
+        LOGIN_COOKIE, path="/login", secure=portal.tls, httponly=True, samesite="strict"
+    )
     return response
 
 
@@ -134,7 +137,9 @@ async def logout(portal: Portal, request: Request, ctx: Ctx) -> Response:
     portal.sessions.drop(ctx.session.token)
     await portal.db(lambda cat: cat.audit.append(ctx.user.name, "logout", None, ctx.source, {}))
     response = RedirectResponse("/login?bye=1", status_code=303)
-    response.delete_cookie(portal.cookie_name, path="/", secure=portal.tls, httponly=True)
+    response.delete_cookie(
+        portal.cookie_name, path="/", secure=portal.tls, httponly=True, samesite="strict"
+    )
     return response
 
 

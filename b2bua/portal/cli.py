@@ -17,7 +17,7 @@ from pathlib import Path
 
 from b2bua.config import Config
 
-__all__ = ["EXIT_CONFIG", "main", "register", "run_portal", "spawn_portal"]
+__all__ = ["EXIT_CONFIG", "check_tls", "main", "register", "run_portal", "spawn_portal"]
 
 EXIT_CONFIG = 2
 log = logging.getLogger("b2bua.portal")
@@ -26,13 +26,14 @@ log = logging.getLogger("b2bua.portal")
 def run_portal(config: Config) -> None:
     """Serve the portal on `[portal] listen` until SIGINT/SIGTERM (blocks).
 
-    TLS when `tls_cert` and `tls_key` are set. Raises PortalError if the identity file can
-    not be read.
+    TLS when `tls_cert` and `tls_key` are set. Raises PortalError if the identity file, the
+    certificate or its key can not be read.
     """
     import uvicorn
 
     from b2bua.portal.app import create_app
 
+    check_tls(config)
     app = create_app(config)
     host, port = config.portal.listen
     tls = config.portal
@@ -56,6 +57,31 @@ def run_portal(config: Config) -> None:
     scheme = "https" if tls.tls_cert is not None else "http"
     log.info("portal listening on %s://%s:%d", scheme, host, port)
     server.run()
+
+
+def check_tls(config: Config) -> None:
+    """Loads `[portal] tls_cert` and `tls_key` once, so that a missing file, a key that does
+    not match or a password-protected key is a config error naming the key (exit 2),
+    not a traceback from inside uvicorn. The loader accepts files that do not exist yet
+    (the portal may run on another machine than `b2bua serve`), so this is the check."""
+    import ssl
+
+    from b2bua.portal.app import PortalError
+
+    cert, key = config.portal.tls_cert, config.portal.tls_key
+    if cert is None or key is None:
+        return
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password callback that refuses: an encrypted key must not make uvicorn prompt
+        # on a terminal the service does not have.
+        ctx.load_cert_chain(str(cert), str(key), password=_no_password)
+    except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: from _no_password
+        raise PortalError(f"portal.tls_cert {cert} / portal.tls_key {key}: {exc}") from None
+
+
+def _no_password() -> str:
+    raise ValueError("the key is encrypted; give an unencrypted key file (mode 0600)")
 
 
 def _cmd_portal(args: argparse.Namespace) -> int:

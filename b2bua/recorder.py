@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media.dtmf import EVENT_DIGITS, DtmfMuter
-from media.g711 import decoder_for
+from media.g722 import new_decoder_8k
 from media.mixer import LEFT, RIGHT, MixerStats, StereoMixer
 from media.writer import EncryptedWavWriter, WriterResult
 from rtp.packet import RtpError, parse_telephone_event
@@ -258,7 +258,7 @@ class CallRecorder:
         """Route a relay leg's packets to ``side`` (LEFT external, RIGHT office)."""
         if side not in (LEFT, RIGHT):
             raise ValueError(f"side must be LEFT (0) or RIGHT (1), not {side!r}")
-        decoder_for(fmt.encoding if fmt is not None else "PCMU")  # fail early on e.g. G.722
+        new_decoder_8k(fmt.encoding if fmt is not None else "PCMU")  # fail early on e.g. G.729
         # One leg per side: a re-assignment (new phone leg) replaces the old one.
         self._sides = {leg: s for leg, s in self._sides.items() if s != side}
         self._sides[relay_leg_id] = side
@@ -271,7 +271,8 @@ class CallRecorder:
     def _configure_mixer(self, mixer: StereoMixer, side: int) -> None:
         fmt = self._formats[side]
         events = {fmt.telephone_event} if fmt.telephone_event is not None else set()
-        mixer.set_payload_types(side, {fmt.payload_type: decoder_for(fmt.encoding)}, events)
+        # A fresh decoder per side: G.722's is stateful and must not be shared by two legs.
+        mixer.set_payload_types(side, {fmt.payload_type: new_decoder_8k(fmt.encoding)}, events)
 
     # -- life cycle ---------------------------------------------------------------
 

@@ -5,7 +5,8 @@ Each ``RelayLeg`` owns an even RTP port and the RTCP port above it, taken from a
 preallocated buffer per leg from ``loop.add_reader`` callbacks (uvloop or asyncio):
 this is the lean read path DESIGN.md asks for, without asyncio's datagram transport
 and its per-packet 256 KiB read. A forwarded packet is rewritten in that same buffer
-(SSRC/seq/ts/PT, and G.711 law when the legs differ) and sent straight out of the
+(SSRC/seq/ts/PT, and the codec when the legs differ: G.711 law, or G.722 <-> G.711
+through media.g722 with per-direction state) and sent straight out of the
 partner leg's socket; nothing is queued. A send that would block is a lost UDP packet,
 counted, never buffered.
 
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from media.g722 import new_transcoder
 from rtp.packet import (
     RTP_HEADER,
     ReceiverReport,
@@ -94,9 +95,9 @@ class MediaFormat:
     """What one leg negotiated: its audio payload type and encoding, and RFC 4733."""
 
     payload_type: int = 0
-    encoding: str = "PCMU"  # PCMU | PCMA (others pass through only between equal legs)
+    encoding: str = "PCMU"  # PCMU | PCMA | G722 (others pass only between equal legs)
     telephone_event: int | None = 101
-    clock_rate: int = 8000
+    clock_rate: int = 8000  # the RTP clock: 8000 for G.722 too (RFC 3551 4.5.2)
 
 
 @dataclass(slots=True)
@@ -117,11 +118,11 @@ class LegCounters:
     rtcp_dropped_srtp: int = 0
 
 
+# One direction of one bridge (media.g722.new_transcoder): G.711 laws statelessly,
+# G.722 <-> G.711 with codec and 16k/8k filter state, made fresh on every (re)link.
+# All have an 8000 Hz RTP clock and one byte per tick (RFC 3551 4.5.2 for G.722), so
+# payload length and timestamps stay and the packet is rewritten in place.
 _Convert = Callable[[bytes], bytes]
-_CONVERTERS: dict[tuple[str, str], _Convert] = {
-    ("PCMU", "PCMA"): ulaw_to_alaw,
-    ("PCMA", "PCMU"): alaw_to_ulaw,
-}
 
 
 # -------------------------------------------------------------------------- legs
@@ -212,7 +213,7 @@ class RelayLeg:
             return
         mine, theirs = self.fmt.encoding.upper(), partner.fmt.encoding.upper()
         if mine != theirs:
-            convert = _CONVERTERS.get((mine, theirs))
+            convert = new_transcoder(mine, theirs)
             if convert is None:
                 raise ValueError(f"cannot transcode {mine} to {theirs}")
             self._convert = convert
@@ -344,7 +345,12 @@ class RelayLeg:
                 convert = self._convert
                 if convert is not None:
                     payload = bytes(view[start:end])
-                    buf[start:end] = convert(payload)
+                    converted = convert(payload)
+                    if len(converted) == end - start:
+                        buf[start:end] = converted
+                    else:  # cannot happen for the supported pairs; never resize buf
+                        counters.dropped_malformed += 1
+                        peer = None
             elif pt == fmt.telephone_event and fmt.telephone_event is not None:
                 te = partner.fmt.telephone_event
                 if te is None:

@@ -374,8 +374,9 @@ def test_leg_assignment() -> None:
     rec = CallRecorder("c3")
     with pytest.raises(ValueError, match="side"):
         rec.assign_leg("x", 2)
-    with pytest.raises(ValueError, match=r"G\.711"):
-        rec.assign_leg("x", LEFT, MediaFormat(9, "G722", None))
+    with pytest.raises(ValueError, match="G729"):
+        rec.assign_leg("x", LEFT, MediaFormat(18, "G729", None))
+    rec.assign_leg("x", LEFT, MediaFormat(9, "G722", None))  # decoded to 8 kHz
     rec.assign_leg("trunk", LEFT, PCMU)
     rec.assign_leg("phone-1", RIGHT, PCMA)
     rec.assign_leg("phone-2", RIGHT, PCMU)  # transfer: a new office leg replaces the old

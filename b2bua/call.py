@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from b2bua import call_timers
+from b2bua import hunt as hunt_steps
 from b2bua import reinvite as reinvite_steps
 from b2bua import transfer as transfer_steps
 from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
@@ -56,6 +57,7 @@ from b2bua.consent import (
 from b2bua.dialog import Dialog
 from b2bua.errors import SipError
 from b2bua.headers import Address, Headers, Via
+from b2bua.hunt import Hunt, Phase
 from b2bua.info_dtmf import ACCEPT_HEADER, parse_info_dtmf
 from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
@@ -215,6 +217,9 @@ class Call:
     protocol_errors: int = 0
     # re-INVITEs relayed across: key of the client transaction -> (server key, request)
     relayed: dict[str, tuple[str, Request, Side]] = field(default_factory=dict)
+    hunt: Hunt | None = None  # a hunt group's remaining targets (hunt.py)
+    b_plain_offer: SessionDescription | None = None  # B's offer before SRTP, for hunting
+    office_extension: str | None = None  # a PBX's extension of the office caller (pbx.py)
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -230,6 +235,8 @@ class Call:
         now: float,
         consent: ConsentMachine | None = None,
         a_srtp: str = "off",
+        hunt: Hunt | None = None,
+        office_extension: str | None = None,
     ) -> Call:
         """Opens the media legs and starts the call; SipError if the offer is bad.
 
@@ -256,6 +263,8 @@ class Call:
             consent=consent,
             a_offer=sdp_offer,
             a_secure=a_secure,
+            hunt=hunt,
+            office_extension=office_extension,
         )
         call.a.srtp_policy, call.b.srtp_policy = a_srtp, target.srtp
         hub = services.recording
@@ -277,7 +286,8 @@ class Call:
         call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
         body = b""
         if sdp_offer is not None:
-            body = call._offer_to(call.b, anchor(sdp_offer, media.ip, [call.b.media.port]))
+            call.b_plain_offer = anchor(sdp_offer, media.ip, [call.b.media.port])
+            body = call._offer_to(call.b, call.b_plain_offer)
         call._send_b_invite(body, now)
         if hub is not None and consent is not None:
             external, office = (
@@ -300,6 +310,10 @@ class Call:
             if self.direction == "inbound"
             else self.a_invite.from_addr.uri.user or caller
         )
+        if self.hunt is not None and self.direction == "inbound":
+            extension = self.hunt.label  # whoever answers, the call went to the group
+        elif self.office_extension is not None and self.direction == "outbound":
+            extension = self.office_extension  # named by the PBX placing the call
         hub.open_call(
             self.id,
             external=external,
@@ -347,6 +361,8 @@ class Call:
         self.b_invite_key = self.services.send_request(
             self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
         )
+        if self.hunt is not None:
+            self.hunt.arm(now)
 
     # -- what transfer.py uses ---------------------------------------------------------
     @property
@@ -392,7 +408,7 @@ class Call:
         host, port = self.services.local
         return Via(transport, host, port, (("branch", new_branch()), ("rport", None)))
 
-    def _build_b_invite(self, body: bytes) -> Request:
+    def _build_b_invite(self, body: bytes, cseq: int = 1) -> Request:
         caller = self.a_invite.from_addr
         host, port = self.services.local
         # Only the caller's user part and display name cross over: B sees us as the peer.
@@ -408,7 +424,7 @@ class Call:
             ("From", str(from_addr)),
             ("To", str(to_addr)),
             ("Call-ID", self.b_call_id),
-            ("CSeq", "1 INVITE"),
+            ("CSeq", f"{cseq} INVITE"),
             ("Contact", str(self._contact())),
             ("Allow", ALLOW),
             *self.target.extra_headers,
@@ -525,6 +541,8 @@ class Call:
 
     def _on_b_failure(self, now: float, msg: Request | Response | None, key: str) -> None:
         status = msg.status if isinstance(msg, Response) else 408
+        if hunt_steps.exhausted(self, now):
+            return
         self.end_reason = f"callee answered {status}"
         if self.a_answered:
             # The caller was answered for the announcement: end its dialog with BYE.
@@ -553,6 +571,7 @@ class Call:
             sdp = offer(
                 media.ip, self.b.media.port, codecs=codecs, session_id=secrets.randbelow(2**31)
             )
+            self.b_plain_offer = sdp
             self.state = CallState.CALLING
             self._send_b_invite(self._offer_to(self.b, sdp), now)
         else:
@@ -642,6 +661,9 @@ class Call:
             )
 
     def on_prompt_finished(self, now: float) -> None:
+        if self.hunt is not None and self.hunt.phase is Phase.FAREWELL:
+            hunt_steps.farewell_over(self, now)
+            return
         if self.consent is not None and self.state is not CallState.ENDED:
             self._apply(self.consent.prompt_finished(now), now)
 
@@ -651,12 +673,29 @@ class Call:
             for t in (
                 None if self.consent is None else self.consent.get_timer(),
                 call_timers.deadline(self),
+                self._hunt_deadline(),
             )
             if t is not None
         ]
         return min(times) if times else None
 
+    def _hunt_deadline(self) -> float | None:
+        hunt = self.hunt
+        if hunt is None:
+            return None
+        ringing = self.state in (CallState.CALLING, CallState.EARLY)
+        if hunt.phase is Phase.FAREWELL or (hunt.phase is Phase.RINGING and ringing):
+            return hunt.deadline
+        return None
+
     def on_timer(self, now: float) -> None:
+        deadline = self._hunt_deadline()
+        if deadline is not None and now >= deadline:
+            assert self.hunt is not None
+            if self.hunt.phase is Phase.FAREWELL:
+                hunt_steps.farewell_over(self, now)
+            else:
+                hunt_steps.ring_timeout(self, now)
         if self.consent is not None:
             self._apply(self.consent.timer(now), now)
         if self.state is CallState.CONFIRMED:
@@ -845,6 +884,8 @@ class Call:
         if key in self.relayed:
             reinvite_steps.on_relayed_response(self, response, key, now)
             return
+        if hunt_steps.late_answer(self, response, key, now):
+            return
         _, method = response.cseq
         if method == "BYE":
             if response.status >= 200:
@@ -868,6 +909,8 @@ class Call:
             return  # the INVITE went out again with credentials (the ICT ACKed the 401)
         elif response.status in (408, 503) and self._next_trunk(response.status, now):
             return  # tried at the next trunk server
+        elif hunt_steps.ring_next(self, now):
+            return  # busy, declined, unreachable: the hunt group's next target rings
         else:
             self.feed(CallInput.B_FAILURE, now, response)
 
@@ -959,7 +1002,7 @@ class Call:
             self.services.send_response(server_key, make_response(request, 408), now)
             return
         if side is Side.B and key == self.b_invite_key:
-            if not self._next_trunk(None, now):
+            if not self._next_trunk(None, now) and not hunt_steps.ring_next(self, now):
                 self.feed(CallInput.B_FAILURE, now, None)
             return
         leg = self._leg(side)

@@ -33,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExtensionConfig",
+    "GroupConfig",
     "IPNetwork",
     "LogConfig",
     "MetricsConfig",
@@ -135,6 +136,18 @@ class ExtensionConfig:
     max_outbound_minutes_per_day: int = 600
     transport: Literal["udp", "tcp", "tls"] | None = None  # None: the contact URI's
     srtp: SrtpPolicy = "off"  # SDES-SRTP on this phone's leg (RFC 4568)
+    pbx: bool = False  # the account of a whole PBX, not one phone (b2bua/pbx.py)
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """A hunt group (b2bua/hunt.py): its members ring in order, then the fallback."""
+
+    number: str
+    members: tuple[str, ...]  # extension numbers, rung in this order
+    strategy: Literal["order"] = "order"
+    ring_s: float = 20.0  # each member rings this long before the next one
+    fallback: str | None = None  # an extension, or a number that goes out to the trunk
 
 
 @dataclass(frozen=True)
@@ -233,6 +246,13 @@ class Config:
     numbers: NumbersConfig = NumbersConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
+    groups: tuple[GroupConfig, ...] = ()
+
+    def group(self, number: str) -> GroupConfig | None:
+        for group in self.groups:
+            if group.number == number:
+                return group
+        return None
 
     def extension(self, number: str) -> ExtensionConfig | None:
         for ext in self.extensions:
@@ -349,6 +369,14 @@ _EXTENSION = {
     "max_outbound_minutes_per_day": _Key((int,), 600, cv.int_between(1, 1440)),
     "transport": _Key(_STR, None, cv.one_of("udp", "tcp", "tls")),
     "srtp": _Key(_STR, "off", cv.one_of("off", "optional", "required")),
+    "pbx": _Key((bool,), False),
+}
+_GROUP = {
+    "number": _Key(_STR, _REQUIRED, cv.extension_number),
+    "members": _Key((list,), _REQUIRED),
+    "strategy": _Key(_STR, "order", cv.one_of("order")),
+    "ring_s": _Key(_FLOAT, 20, cv.seconds(600)),
+    "fallback": _Key(_STR, None, cv.dialable_number),
 }
 _RECORDING = {
     # No mode records without informing the other party first.
@@ -420,6 +448,7 @@ _SCHEMAS: dict[str, Mapping[str, _Key]] = {
     "rtp": _RTP,
     "trunk": _TRUNK,
     "extension": _EXTENSION,
+    "group": _GROUP,
     "recording": _RECORDING,
     "portal": _PORTAL,
     "security": _SECURITY,
@@ -521,6 +550,31 @@ def _extensions(ctx: cv.Context, data: Mapping[str, Any]) -> tuple[ExtensionConf
     return tuple(out)
 
 
+def _groups(
+    ctx: cv.Context, data: Mapping[str, Any], extensions: frozenset[str]
+) -> tuple[GroupConfig, ...]:
+    raw = data.get("group", [])
+    if not isinstance(raw, list):
+        raise ctx.error("group", "must be an array of tables: write [[group]], not [group]")
+    out: list[GroupConfig] = []
+    for i, item in enumerate(raw):
+        prefix = f"group[{i}]"
+        if not isinstance(item, dict):
+            raise ctx.error(prefix, f"must be a table (got {cv.type_name(item)} {item!r})")
+        v = _section(ctx, item, _GROUP, prefix + ".")
+        members = v["members"]
+        if not members or any(not isinstance(m, str) or m not in extensions for m in members):
+            raise ctx.error(
+                prefix + ".members",
+                f"must be a non-empty list of configured extension numbers (got {members!r})",
+            )
+        if v["number"] in extensions or any(g.number == v["number"] for g in out):
+            raise ctx.error(prefix + ".number", f"{v['number']!r} is already an extension or group")
+        v["members"] = tuple(members)
+        out.append(GroupConfig(**v))
+    return tuple(out)
+
+
 def _recording(ctx: cv.Context, table: Mapping[str, Any]) -> RecordingConfig:
     v = _section(ctx, table, _RECORDING, "recording.")
     if v["consent_digit"] == v["decline_digit"]:
@@ -580,7 +634,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     rtp = _rtp(ctx, _table(ctx, data, "rtp"), sip)
     trunk = _trunk(ctx, _table(ctx, data, "trunk"))
     extensions = _extensions(ctx, data)
-    numbers = {e.number for e in extensions}
+    groups = _groups(ctx, data, frozenset(e.number for e in extensions))
+    # Inbound calls may ring a hunt group as well as an extension.
+    numbers = {e.number for e in extensions} | {g.number for g in groups}
     configured = ", ".join(sorted(numbers))
     if trunk.inbound_extension not in numbers:
         raise ctx.error(
@@ -616,6 +672,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         numbers=numbers_cfg,
         log=LogConfig(**_section(ctx, _table(ctx, data, "log"), _LOG, "log.")),
         metrics=_metrics(ctx, _table(ctx, data, "metrics"), sip, portal),
+        groups=groups,
     )
 
 

@@ -357,6 +357,13 @@ def extension_number(value: str, _ctx: Context) -> str:
     return value
 
 
+def dialable_number(value: str, _ctx: Context) -> str:
+    """An extension or an external number (digits, optionally a leading +)."""
+    if not re.fullmatch(r"\+?[0-9]{1,20}", value):
+        raise InvalidValueError(f"must be digits, optionally with a leading + (got {value!r})")
+    return value
+
+
 def number_map(value: dict[str, Any], _ctx: Context) -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
     for dialled, target in value.items():

@@ -39,7 +39,7 @@ from rtp.relay import BoundedTap, MediaFormat, RelayLeg
 
 log = logging.getLogger("b2bua.recording")
 
-PROMPT_NAMES = ("consent", "announce", "thanks", "goodbye", "stopped")
+PROMPT_NAMES = ("consent", "announce", "thanks", "goodbye", "stopped", "noanswer")
 TICK_S = 0.02
 
 

@@ -12,7 +12,8 @@ never on header contents claiming who the caller is.
    internal call, any other dialable number (digits with an optional leading +, and *
    and # for feature codes) goes out to the trunk. The router never decides
    authentication: a request that is neither inbound nor authenticated is rejected
-   with 403 (the core should have challenged it first).
+   with 403 (the core should have challenged it first). A hunt group's number
+   (config [[group]], hunt.py) is dialled like an extension: an internal call.
 
 Choices:
 - Calling one's own extension is 486 Busy Here: the only phone that could ring is the
@@ -181,6 +182,7 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.trunk = config.trunk
         self._extensions = frozenset(ext.number for ext in config.extensions)
+        self._groups = frozenset(group.number for group in config.groups)  # hunt groups
         self.plan = number_plan(config)
         self.record_emergency = config.numbers.record_emergency
 
@@ -260,6 +262,8 @@ class Router:
             # The registrar only authenticates configured extensions; a stale config
             # reload could break that, and then nothing should be routed.
             return _reject(dialled, 403, "caller is not a configured extension")
+        if dialled in self._groups:
+            return Route("internal", dialled, dialled, None, "extension to hunt group")
         if dialled in self._extensions:
             if dialled == authenticated_extension:
                 return _reject(dialled, 486, "calling one's own extension")

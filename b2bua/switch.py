@@ -20,6 +20,7 @@ I/O side; the adapter's `wakeup` makes the runner call `handle_timer` soon after
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,9 +31,11 @@ from b2bua.config import Config
 from b2bua.consent import ConsentMachine
 from b2bua.errors import SipError
 from b2bua.guard import Guard, Verdict
+from b2bua.hunt import employee_consent, start_hunt
 from b2bua.info_dtmf import ACCEPTED_TYPES
 from b2bua.media_control import MediaControl, RecordingControl
 from b2bua.message import Message, Request, Response, make_response
+from b2bua.pbx import acting_extension, is_pbx, keep_dialled
 from b2bua.registrar import Registrar
 from b2bua.router import Route, Router
 from b2bua.tollfraud import Policy, TollFraud, default_rules
@@ -102,6 +105,11 @@ class Switch:
         self._by_key: dict[str, tuple[Call, Side]] = {}  # client transactions
         self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
         self._call_ids: dict[str, set[str]] = {}  # every Call-ID bound to a call
+        # Each call's next deadline (its own timers, its maximum length) in a heap with
+        # lazy deletion; calls that took input are re-read before the next get_timer.
+        self._touched: set[str] = set()
+        self._call_deadline: dict[str, float] = {}
+        self._deadline_heap: list[tuple[float, str]] = []
         # Peers reached over a stream (TCP or TLS): replies go back the same way.
         self._tcp_peers: dict[Addr, str] = {}
         self._inactive_legs: list[str] = []
@@ -198,10 +206,19 @@ class Switch:
                 log.info(
                     "event=digit call=%s digit=%s method=%s side=%s", call_id, digit, method, side
                 )
+                self._touched.add(call_id)
                 call.on_digit(digit, method, side, max(at, now - 1.0))
             elif kind == "prompt_finished":
+                self._touched.add(call_id)
                 call.on_prompt_finished(now)
-        for call in list(self.calls.values()):
+        # Calls whose own deadline (consent, session timer) or maximum length is due:
+        # from the heap, not a scan of every call on every timer.
+        for call in self._due_calls(now):
+            self._touched.add(call.id)
+            if now - call.started_at >= self.config.rtp.max_call_s:
+                log.info("event=max_duration call=%s", call.id)
+                call.hangup("maximum call length", now)
+                continue
             deadline = call.get_timer()
             if deadline is not None and deadline <= now:
                 call.on_timer(now)
@@ -210,29 +227,65 @@ class Switch:
             call = self.calls.get(leg_id.rsplit("-", 1)[0])
             if call is not None:
                 log.info("event=media_timeout call=%s leg=%s", call.id, leg_id)
+                self._touched.add(call.id)
                 call.hangup("no media", now)
         for call_id in self.tollfraud.expired(now):
             call = self.calls.get(call_id)
             if call is not None:
                 log.warning("event=tollfraud_minutes call=%s", call.id)
+                self._touched.add(call.id)
                 call.hangup("daily outbound minutes used up", now)
+
+    def _refresh_deadlines(self) -> None:
         limit = self.config.rtp.max_call_s
-        for call in list(self.calls.values()):
-            if now - call.started_at >= limit:
-                log.info("event=max_duration call=%s", call.id)
-                call.hangup("maximum call length", now)
+        for call_id in self._touched:
+            call = self.calls.get(call_id)
+            if call is None:
+                self._call_deadline.pop(call_id, None)
+                continue
+            own = call.get_timer()
+            deadline = call.started_at + limit if own is None else min(own, call.started_at + limit)
+            if self._call_deadline.get(call_id) != deadline:
+                self._call_deadline[call_id] = deadline
+                heapq.heappush(self._deadline_heap, (deadline, call_id))
+        self._touched.clear()
+
+    def _next_call_deadline(self) -> float | None:
+        self._refresh_deadlines()
+        heap = self._deadline_heap
+        # Bounded: every round pops a stale entry or returns.
+        while heap:
+            deadline, call_id = heap[0]
+            if self._call_deadline.get(call_id) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def _due_calls(self, now: float) -> list[Call]:
+        """Calls whose deadline has come; their entries leave the heap (a call that
+        still has a deadline is re-read, being touched, before the next get_timer)."""
+        self._refresh_deadlines()
+        due: list[Call] = []
+        heap = self._deadline_heap
+        while heap and heap[0][0] <= now:
+            deadline, call_id = heapq.heappop(heap)
+            if self._call_deadline.get(call_id) != deadline:
+                continue
+            del self._call_deadline[call_id]
+            call = self.calls.get(call_id)
+            if call is not None:
+                due.append(call)
+        return due
 
     def get_timer(self) -> float | None:
         deadlines = [self.layer.get_timer(), self.registrar.get_timer()]
         if self._inactive_legs or self._media_events:
             return 0.0
-        deadlines.extend(call.get_timer() for call in self.calls.values())
+        deadlines.append(self._next_call_deadline())
         if self.trunk_registration is not None:
             deadlines.append(self.trunk_registration.get_timer())
         deadlines.append(self.trunk_monitor.get_timer())
         deadlines.append(self.tollfraud.get_timer())
-        limit = self.config.rtp.max_call_s
-        deadlines.extend(call.started_at + limit for call in self.calls.values())
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
 
@@ -282,6 +335,7 @@ class Switch:
         elif isinstance(event, AckReceived):
             owner = self._by_call_id.get(event.request.call_id)
             if owner is not None and owner[1] is Side.A:
+                self._touched.add(owner[0].id)
                 owner[0].on_a_ack(now)
         elif isinstance(event, ResponseReceived) and event.key in self._registration_keys:
             if event.response.status >= 200:
@@ -305,6 +359,7 @@ class Switch:
                 call, side = owner
                 if event.response.status >= 200:
                     self._by_key.pop(event.key, None)
+                self._touched.add(call.id)
                 if side is Side.B:
                     call.on_b_response(event.response, event.key, now)
                 elif side is Side.C:
@@ -314,10 +369,12 @@ class Switch:
         elif isinstance(event, TransactionTimedOut):
             owner = self._by_key.pop(event.key, None)
             if owner is not None:
+                self._touched.add(owner[0].id)
                 owner[0].on_timeout(owner[1], event.key, now)
         elif isinstance(event, AckTimedOut):
             owner = self._by_call_id.get(event.call_id)
             if owner is not None:
+                self._touched.add(owner[0].id)
                 owner[0].hangup("no ACK", now)
 
     def _respond(self, key: str, response: Response, now: float) -> None:
@@ -350,6 +407,7 @@ class Switch:
                 self._respond(key, make_response(request, 481), now)
                 return
             call, side = owner
+            self._touched.add(call.id)
             call.on_request(side, request, key, now)
             return
         method = request.method
@@ -369,6 +427,7 @@ class Switch:
         self, request: Request, source: Addr, key: str, transport: str, now: float
     ) -> None:
         extension: str | None = None
+        office_user: str | None = None  # a PBX's own extension of the caller (pbx.py)
         if not self.router.is_inbound_source(source[0]):
             outcome = self.registrar.authenticate(request, source, now)
             if not outcome.ok:
@@ -379,6 +438,9 @@ class Switch:
                 self._respond(key, outcome.response_for(request), now)
                 return
             extension = outcome.extension
+            if is_pbx(self.config, extension):
+                assert extension is not None
+                extension, office_user = acting_extension(self.config, extension, request)
         route = self.router.route(request, source[0], extension)
         if route.kind == "reject":
             self.stats.calls_rejected += 1
@@ -389,19 +451,35 @@ class Switch:
             self._respond(key, make_response(request, 403), now)
             return
         self._respond(key, make_response(request, 100), now)
-        target = self._target_for(route.kind, route.target_extension, route.dialled, now)
+        # A hunt group (b2bua/hunt.py) rings its members in order, then its fallback.
+        hunting = start_hunt(
+            self.config, route.target_extension, self._services.transfer_target, now, extension
+        )
+        hunt = hunting[1] if hunting is not None else None
+        if hunting is not None:
+            target: Target | None = hunting[0]
+        else:
+            target = self._target_for(route.kind, route.target_extension, route.dialled, now)
         if target is None:
             self.stats.calls_rejected += 1
             self._respond(key, make_response(request, 480), now)
             return
+        if route.kind == "inbound" and is_pbx(self.config, route.target_extension):
+            target = keep_dialled(target, route.dialled)  # the PBX routes on it
         shown = self.router.presentation(route, request)
-        target = replace(
-            target,
-            from_user=shown.from_user,
-            from_display=shown.display_name,
-            extra_headers=shown.headers,
-            caller_label=shown.caller_label,
-        )
+
+        def present(t: Target) -> Target:
+            return replace(
+                t,
+                from_user=shown.from_user,
+                from_display=shown.display_name,
+                extra_headers=shown.headers,
+                caller_label=shown.caller_label,
+            )
+
+        target = present(target)
+        if hunt is not None:
+            hunt.map_targets(present)
         office = route.target_extension if route.kind == "inbound" else extension
         try:
             call = Call.start(
@@ -415,6 +493,8 @@ class Switch:
                 now,
                 consent=self._consent_for(office, route.unrecorded),
                 a_srtp=self._caller_srtp(route.kind, extension),
+                hunt=hunt,
+                office_extension=office_user,
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -423,6 +503,7 @@ class Switch:
             return
         self.stats.calls_started += 1
         self.calls[call.id] = call
+        self._touched.add(call.id)
         self._bind(call, request.call_id, Side.A)
         self._bind(call, call.b_call_id, Side.B)
         self._by_invite_key[key] = call
@@ -520,7 +601,6 @@ class Switch:
         if self.recording is None:
             return None
         rec = self.config.recording
-        ext = self.config.extension(office_extension) if office_extension else None
         return ConsentMachine(
             rec.mode,
             rec.consent_digit,
@@ -529,7 +609,7 @@ class Switch:
             rec.on_decline,
             rec.language,
             self.prompt_sha256,
-            employee_consent=ext is not None and ext.employee_consent,
+            employee_consent=employee_consent(self.config, office_extension),
             pause_code=rec.pause_code,
             not_asked_note=unrecorded,
         )
@@ -586,6 +666,7 @@ class Switch:
             self._respond(event.key, make_response(event.request, 481), now)
             return
         self._respond(event.key, make_response(event.request, 200), now)
+        self._touched.add(call.id)
         call.on_a_cancel(now)
 
     # -- called by calls through _Services ------------------------------------------------

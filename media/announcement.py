@@ -48,7 +48,14 @@ __all__ = [
 SAMPLE_RATE: Final[int] = 8000
 PROMPT_DIR: Final[Path] = Path(__file__).parent / "prompts"
 PROMPT_LANGUAGES: Final[tuple[str, ...]] = ("de", "en")
-PROMPT_NAMES: Final[tuple[str, ...]] = ("consent", "announce", "thanks", "goodbye", "stopped")
+PROMPT_NAMES: Final[tuple[str, ...]] = (
+    "consent",
+    "announce",
+    "thanks",
+    "goodbye",
+    "stopped",
+    "noanswer",  # a hunt group nobody answered (b2bua/hunt.py)
+)
 
 _ZERO_CROSSINGS: Final[int] = 16  # filter half-length in zero crossings of the sinc
 _KAISER_BETA: Final[float] = 8.6  # about 80 dB stop-band attenuation

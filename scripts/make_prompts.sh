@@ -31,9 +31,11 @@ say en announce "This call is recorded for documentation. By continuing the call
 say en thanks "Thank you."
 say en goodbye "You declined the recording. Goodbye."
 say en stopped "The recording has been stopped."
+say en noanswer "Sorry, nobody is answering right now. Please call again later. Goodbye."
 
 say de consent "Dieses Gespräch kann zu Dokumentationszwecken aufgezeichnet werden. Zum Zustimmen drücken Sie die 1, zum Ablehnen die 2."
 say de announce "Dieses Gespräch wird zu Dokumentationszwecken aufgezeichnet. Wenn Sie das Gespräch fortsetzen, stimmen Sie der Aufzeichnung zu."
 say de thanks "Vielen Dank."
 say de goodbye "Sie haben die Aufzeichnung abgelehnt. Auf Wiederhören."
 say de stopped "Die Aufzeichnung wurde beendet."
+say de noanswer "Leider ist gerade niemand erreichbar. Bitte rufen Sie später wieder an. Auf Wiederhören."

@@ -517,7 +517,8 @@ def test_every_key_is_documented() -> None:
         encoding="utf-8"
     )
     for section, keys in KNOWN_KEYS.items():
-        heading = "## [[extension]]" if section == "extension" else f"## [{section}]"
+        arrays = ("extension", "group")  # arrays of tables: [[extension]], [[group]]
+        heading = f"## [[{section}]]" if section in arrays else f"## [{section}]"
         assert heading in doc, heading
         body = doc.split(heading, 1)[1].split("\n## ", 1)[0]
         for key in keys:

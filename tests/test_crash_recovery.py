@@ -3,6 +3,7 @@ recording is listed as truncated and decrypts to what was written (issues 4 and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,27 +47,29 @@ def sipp(args: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
-def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def long_recorded_call(
+    tmp_path: Path, config_extra: str = ""
+) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """`b2bua serve` with a consented, recorded call of ~15 s in progress (SIPp trunk
+    pressing 1, SIPp phone echoing); yields the server, the config and the recordings directory and
+    always ends the peers and the server."""
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
     config = consent_office(tmp_path, trunk_port, phone_port)
-    # A long call: the recording runs for ~10 s unless the server dies first.
+    config.write_text(config.read_text() + config_extra)
     scenario = trunk_scenario(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"))
     text = scenario.read_text().replace(
         '<pause milliseconds="3500"/>', '<pause milliseconds="15000"/>'
     )
     scenario.write_text(text)
-    recordings = tmp_path / "recordings"
     server, address = start_serve(config)
     peers: list[subprocess.Popen[bytes]] = []
     try:
+        phone = ["-sf", str(SIPP_DIR / "phone_uas.xml"), "-i", "127.0.0.3", "-p"]
         peers.append(
             sipp(
                 [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uas.xml"),
-                    "-i",
-                    "127.0.0.3",
-                    "-p",
+                    *phone,
                     str(phone_port),
                     "-mp",
                     str(free_port("127.0.0.3")),
@@ -76,37 +80,9 @@ def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
             )
         )
         time.sleep(0.3)
-        peers.append(
-            sipp(
-                [
-                    "-sf",
-                    str(scenario),
-                    "-s",
-                    "1000",
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-m",
-                    "1",
-                    address,
-                ]
-            )
-        )
-        # Wait until two whole 64 KiB chunks are on disk (about 4 s of stereo audio).
-        deadline = time.monotonic() + 25
-        part: Path | None = None
-        while time.monotonic() < deadline:
-            parts = list(recordings.glob("*.wav.age.part"))
-            if parts and parts[0].stat().st_size > 2 * 65552 + 300:
-                part = parts[0]
-                break
-            time.sleep(0.1)
-        assert part is not None, "the recording never grew to two chunks"
-        os.kill(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
+        trunk = ["-sf", str(scenario), "-s", "1000", "-i", "127.0.0.2", "-p", str(trunk_port)]
+        peers.append(sipp([*trunk, "-mp", str(free_port("127.0.0.2")), "-m", "1", address]))
+        yield server, config, tmp_path / "recordings"
     finally:
         for peer in peers:
             peer.kill()
@@ -114,6 +90,26 @@ def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait(timeout=10)
+
+
+def wait_for_part(recordings: Path, min_size: int) -> Path | None:
+    """The recording in progress once it holds more than `min_size` bytes (25 s at most)."""
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        for part in recordings.glob("*.wav.age.part"):
+            if part.stat().st_size > min_size:
+                return part
+        time.sleep(0.1)
+    return None
+
+
+def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
+    with long_recorded_call(tmp_path) as (server, config, recordings):
+        # Wait until two whole 64 KiB chunks are on disk (about 4 s of stereo audio).
+        part = wait_for_part(recordings, 2 * 65552 + 300)
+        assert part is not None, "the recording never grew to two chunks"
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
     assert part.exists()  # nothing sealed it: the process died
 
     # Restart: start-up recovery renames the part and marks it truncated.
@@ -150,72 +146,14 @@ def test_kill_9_mid_call_leaves_a_recoverable_recording(tmp_path: Path) -> None:
 def test_sigterm_mid_call_seals_the_recording(tmp_path: Path) -> None:
     """Graceful shutdown: SIGTERM drains (new calls 503), then ends running calls with
     BYE and seals every recording: complete, not truncated, no .part left."""
-    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = consent_office(tmp_path, trunk_port, phone_port, extra="")
-    text = config.read_text() + "[security]\ndrain_s = 1\n"
-    config.write_text(text)
-    scenario = trunk_scenario(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"))
-    scenario.write_text(
-        scenario.read_text().replace(
-            '<pause milliseconds="3500"/>', '<pause milliseconds="15000"/>'
-        )
-    )
-    recordings = tmp_path / "recordings"
-    server, address = start_serve(config)
-    peers: list[subprocess.Popen[bytes]] = []
-    try:
-        peers.append(
-            sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uas.xml"),
-                    "-i",
-                    "127.0.0.3",
-                    "-p",
-                    str(phone_port),
-                    "-mp",
-                    str(free_port("127.0.0.3")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
-        )
-        time.sleep(0.3)
-        peers.append(
-            sipp(
-                [
-                    "-sf",
-                    str(scenario),
-                    "-s",
-                    "1000",
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-m",
-                    "1",
-                    address,
-                ]
-            )
-        )
-        deadline = time.monotonic() + 25
-        while time.monotonic() < deadline and not any(
-            p.stat().st_size > 65552 for p in recordings.glob("*.wav.age.part")
-        ):
-            time.sleep(0.1)
-        assert list(recordings.glob("*.wav.age.part")), "no recording in progress"
+    with long_recorded_call(tmp_path, "[security]\ndrain_s = 1\n") as (
+        server,
+        config,
+        recordings,
+    ):
+        assert wait_for_part(recordings, 65552) is not None, "no recording in progress"
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-    finally:
-        for peer in peers:
-            peer.kill()
-            peer.wait(timeout=10)
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
     assert not list(recordings.glob("*.part"))
     listing = subprocess.run(
         [*B2BUA, "recordings", "list", "--json", "--config", str(config)],

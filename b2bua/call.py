@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from b2bua import call_timers
+from b2bua import call_timers, codec_policy
 from b2bua import hunt as hunt_steps
 from b2bua import reinvite as reinvite_steps
 from b2bua import transfer as transfer_steps
@@ -129,6 +129,7 @@ class Target:
     caller_label: str | None = None  # the catalog's caller ("withheld" for CLIR)
     credentials: tuple[str, str] | None = None  # digest (user, password) for B's 401/407
     srtp: str = "off"  # SRTP policy of B's leg (trunk.srtp or extension.srtp)
+    wideband: bool = False  # B is an extension offered G.722 (codec_policy.py)
 
 
 class CallServices(Protocol):
@@ -220,6 +221,7 @@ class Call:
     hunt: Hunt | None = None  # a hunt group's remaining targets (hunt.py)
     b_plain_offer: SessionDescription | None = None  # B's offer before SRTP, for hunting
     office_extension: str | None = None  # a PBX's extension of the office caller (pbx.py)
+    codec_plan: codec_policy.CodecPlan | None = None  # legs negotiate codecs apart
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -237,6 +239,7 @@ class Call:
         a_srtp: str = "off",
         hunt: Hunt | None = None,
         office_extension: str | None = None,
+        a_wideband: bool = False,
     ) -> Call:
         """Opens the media legs and starts the call; SipError if the offer is bad.
 
@@ -286,7 +289,20 @@ class Call:
         call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
         body = b""
         if sdp_offer is not None:
-            call.b_plain_offer = anchor(sdp_offer, media.ip, [call.b.media.port])
+            call.codec_plan = codec_policy.plan_for_call(
+                direction,
+                sdp_offer,
+                office_wideband=target.wideband and hunt is None,
+                caller_wideband=a_wideband,
+                session_id=secrets.randbelow(2**31),
+            )
+            call.b_plain_offer = (
+                anchor(sdp_offer, media.ip, [call.b.media.port])
+                if call.codec_plan is None
+                else codec_policy.offer_for_b(
+                    call.codec_plan, sdp_offer, media.ip, call.b.media.port
+                )
+            )
             body = call._offer_to(call.b, call.b_plain_offer)
         call._send_b_invite(body, now)
         if hub is not None and consent is not None:
@@ -361,8 +377,7 @@ class Call:
         self.b_invite_key = self.services.send_request(
             self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
         )
-        if self.hunt is not None:
-            self.hunt.arm(now)
+        hunt_steps.invite_sent(self, now)  # a hunt's ring time; parallel: the others
 
     # -- what transfer.py uses ---------------------------------------------------------
     @property
@@ -567,7 +582,9 @@ class Call:
             assert self.a.media is not None
             codec = getattr(self.a.media, "fmt", None)
             first = codec.encoding if codec is not None else "PCMU"
-            codecs = (first, "PCMA" if first == "PCMU" else "PCMU")
+            codecs = codec_policy.office_offer_codecs(
+                first, self.target.wideband and self.hunt is None
+            )
             sdp = offer(
                 media.ip, self.b.media.port, codecs=codecs, session_id=secrets.randbelow(2**31)
             )
@@ -706,11 +723,7 @@ class Call:
 
     def _on_a_cancel(self, now: float, msg: Request | Response | None, key: str) -> None:
         self._respond_a(487, now)
-        assert self.b_invite is not None
-        cancel = create_cancel(self.b_invite)
-        self.services.send_request(
-            self, Side.B, cancel, self.target.destination, self.target.transport, now
-        )
+        self._on_a_cancel_quiet(now)
 
     def _on_cancelled_b_final(self, now: float, msg: Request | Response | None, key: str) -> None:
         # B's 487 (or any final) after our CANCEL: A already has its 487.
@@ -764,6 +777,8 @@ class Call:
         self._on_a_cancel_quiet(now)
 
     def _on_a_cancel_quiet(self, now: float) -> None:
+        if hunt_steps.cancel_forks(self, now):
+            return  # a group ringing in parallel: every ringing member got its CANCEL
         assert self.b_invite is not None
         self.services.send_request(
             self,
@@ -793,6 +808,8 @@ class Call:
     def _anchored_for_a(self, body: bytes) -> bytes:
         """B's SDP made to point at leg A's relay port; B's leg learns its peer."""
         sdp = parse_sdp(body)
+        if self.codec_plan is not None:
+            return self._own_answer_for_a(sdp)
         b_keys = self._answer_keys(self.b, sdp)  # SipError(488) before anything changes
         remote, fmt, hold = media_target(sdp)
         assert self.a.media is not None and self.b.media is not None
@@ -803,6 +820,28 @@ class Call:
         if hold:
             self.b.media.hold()
         return self._answer_to_a(anchor(sdp, self.services.media.ip, [self.a.media.port]))
+
+    def _own_answer_for_a(self, sdp: SessionDescription) -> bytes:
+        """B answered our own offer (codec_policy.py): A gets our answer to its offer,
+        each relay leg its own codec and payload types; the relay transcodes."""
+        assert self.codec_plan is not None and self.a_offer is not None
+        b_keys = self._answer_keys(self.b, sdp)  # SipError(488) before anything changes
+        remote, fmt, hold = media_target(sdp)
+        assert self.a.media is not None and self.b.media is not None
+        ours = codec_policy.answer_for_a(
+            self.codec_plan,
+            self.a_offer,
+            sdp,
+            fmt.encoding,
+            self.services.media.ip,
+            self.a.media.port,
+        )
+        self._set_keys(self.b, b_keys)
+        self.b.media.set_remote(remote, fmt)
+        self.a.media.set_remote(self.a_remote, media_target(ours)[1])
+        if hold:
+            self.b.media.hold()
+        return self._answer_to_a(ours)
 
     # -- SRTP per leg (sdp_crypto.py negotiates, the relay leg encrypts) -----------------
     def _set_keys(self, leg: LegState, keys: SrtpKeys | None) -> None:
@@ -1001,6 +1040,8 @@ class Call:
             server_key, request, _ = self.relayed.pop(key)
             self.services.send_response(server_key, make_response(request, 408), now)
             return
+        if side is Side.B and hunt_steps.leg_timed_out(self, key, now):
+            return  # a parallel member, a given-up INVITE or a stray BYE of the hunt
         if side is Side.B and key == self.b_invite_key:
             if not self._next_trunk(None, now) and not hunt_steps.ring_next(self, now):
                 self.feed(CallInput.B_FAILURE, now, None)

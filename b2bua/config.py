@@ -114,6 +114,12 @@ class TrunkConfig:
     failover_hosts: tuple[tuple[str, int], ...] = ()
     dns_server: tuple[str, int] | None = None  # ask only this server (tests, split DNS)
     srv_lookup: bool = False  # host is a name given without a port: RFC 3263 SRV lookup
+    # Carrier interop (docs/carriers.md): the From user toward the trunk when it is not
+    # the presented number (None: the caller ID), REGISTER's Contact user (None:
+    # username), and Telekom's mediasec security agreement (trunk_registration.py).
+    from_user: str | None = None
+    contact_user: str | None = None
+    mediasec: bool = False
 
     def inbound_target(self, dialled: str) -> str:
         """The extension an inbound call to `dialled` rings (map first, then default)."""
@@ -137,16 +143,19 @@ class ExtensionConfig:
     transport: Literal["udp", "tcp", "tls"] | None = None  # None: the contact URI's
     srtp: SrtpPolicy = "off"  # SDES-SRTP on this phone's leg (RFC 4568)
     pbx: bool = False  # the account of a whole PBX, not one phone (b2bua/pbx.py)
+    wideband: bool = False  # offer G.722 to this phone, G.711 on the trunk (codec_policy.py)
+    caller_id: str | None = None  # this phone's direct number (DDI) toward the trunk
 
 
 @dataclass(frozen=True)
 class GroupConfig:
-    """A hunt group (b2bua/hunt.py): its members ring in order, then the fallback."""
+    """A hunt group (b2bua/hunt.py): its members ring in order (or all at once,
+    b2bua/hunt_parallel.py), then the fallback."""
 
     number: str
     members: tuple[str, ...]  # extension numbers, rung in this order
-    strategy: Literal["order"] = "order"
-    ring_s: float = 20.0  # each member rings this long before the next one
+    strategy: Literal["order", "parallel"] = "order"
+    ring_s: float = 20.0  # each member (parallel: all members) rings this long
     fallback: str | None = None  # an extension, or a number that goes out to the trunk
 
 
@@ -357,6 +366,9 @@ _TRUNK = {
     "keepalive_s": _Key(_FLOAT, 30, cv.seconds_or_off),
     "failover_hosts": _Key((list,), [], cv.ip_port_list),
     "dns_server": _Key(_STR, None, cv.ip_port(53)),
+    "from_user": _Key(_STR, None, cv.sip_user),
+    "contact_user": _Key(_STR, None, cv.sip_user),
+    "mediasec": _Key((bool,), False),
 }
 _EXTENSION = {
     "number": _Key(_STR, _REQUIRED, cv.extension_number),
@@ -370,11 +382,13 @@ _EXTENSION = {
     "transport": _Key(_STR, None, cv.one_of("udp", "tcp", "tls")),
     "srtp": _Key(_STR, "off", cv.one_of("off", "optional", "required")),
     "pbx": _Key((bool,), False),
+    "wideband": _Key((bool,), False),
+    "caller_id": _Key(_STR, None, cv.phone_number),
 }
 _GROUP = {
     "number": _Key(_STR, _REQUIRED, cv.extension_number),
     "members": _Key((list,), _REQUIRED),
-    "strategy": _Key(_STR, "order", cv.one_of("order")),
+    "strategy": _Key(_STR, "order", cv.one_of("order", "parallel")),
     "ring_s": _Key(_FLOAT, 20, cv.seconds(600)),
     "fallback": _Key(_STR, None, cv.dialable_number),
 }
@@ -514,6 +528,13 @@ def _trunk(ctx: cv.Context, table: Mapping[str, Any]) -> TrunkConfig:
         for key in ("username", "password"):
             if v[key] is None:
                 raise ctx.error(f"trunk.{key}", "required when trunk.register is true")
+    if v["from_user"] is not None and v["identity_header"] == "from":
+        # With "from" the From user *is* the presented number: nothing would present it.
+        raise ctx.error(
+            "trunk.from_user",
+            'needs trunk.identity_header = "pai" or "ppi" (with "from" the From user is '
+            "the presented number)",
+        )
     return TrunkConfig(**v)
 
 

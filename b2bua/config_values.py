@@ -481,6 +481,20 @@ def destination_rules(value: list[Any], _ctx: Context) -> tuple[str, ...]:
     return tuple(out)
 
 
+# RFC 3261 25.1 user part: unreserved and user-unreserved characters, without escapes
+# and without ";", "?" and "/", which our URIs would have to escape.
+_SIP_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]{1,64}")
+
+
+def sip_user(value: str, _ctx: Context) -> str:
+    """The user part of a SIP URI (an account name such as sipgate's "1234567t0")."""
+    if not _SIP_USER.fullmatch(value):
+        raise InvalidValueError(
+            f'must be the user part of a SIP URI such as "1234567t0" (got {value!r})'
+        )
+    return value
+
+
 def phone_number(value: str, _ctx: Context) -> str:
     """One telephone number: digits with an optional leading +, separators dropped."""
     text = _NUMBER_SEPARATORS.sub("", value)

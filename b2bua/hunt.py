@@ -1,4 +1,4 @@
-"""Hunt groups: one number that rings several extensions in order, then a fallback.
+"""Hunt groups: one number that rings several extensions, then a fallback.
 
 Theory of operation: a `[[group]]` (config.GroupConfig) names members and an optional
 fallback (an extension, or a number that goes out to the trunk). When a call is routed
@@ -7,6 +7,9 @@ not reachable now, e.g. not registered, are left out) and the call rings them on
 the other: the call keeps a `Hunt` and asks it for the next target whenever the current
 leg fails (busy, decline, unreachable, a transaction timeout) or rings longer than
 `ring_s` (the call then CANCELs that leg). The fallback rings last, for `ring_s` too.
+With `strategy = "parallel"` all members ring at once (hunt_parallel.py: one leg per
+member, the first 2xx wins); when all failed or `ring_s` passed, the fallback rings as
+in order mode, and the phases below are the same.
 
 The hunt is plain state without I/O and without a clock: `now` is passed in, the
 deadline is read through `deadline` and the call's get_timer/on_timer. It moves through
@@ -20,9 +23,10 @@ three phases, as a table:
 Legs given up on are remembered (`abandoned`): when such a leg's 200 crosses our CANCEL,
 the call ACKs it and hangs it up at once (RFC 3261 section 9.1).
 
-The second half of this module holds the steps a hunting call takes (`ring_next`,
-`ring_timeout`, `late_answer`, `exhausted`, `farewell_over`): functions of the call, as
-in reinvite.py, so call.py only decides when to take them.
+The second half of this module holds the steps a hunting call takes (`invite_sent`,
+`ring_next`, `ring_timeout`, `late_answer`, `leg_timed_out`, `cancel_forks`,
+`exhausted`, `farewell_over`): functions of the call, as in reinvite.py, so call.py only
+decides when to take them.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from b2bua import hunt_parallel
 from b2bua.config import Config
-from b2bua.dialog import Dialog
+from b2bua.hunt_parallel import Fork, Outcome
 from b2bua.message import Request, Response
 from b2bua.transaction import create_cancel
 
@@ -79,6 +84,10 @@ class Hunt:
     label: str  # the group's number: the catalog's extension for the call
     pending: list[Target]
     ring_s: float
+    # Parallel groups: members that ring together with the first (hunt_parallel.fork);
+    # emptied when they are rung. Then each member's leg by its INVITE's key.
+    parallel: list[Target] = field(default_factory=list)
+    forks: dict[str, Fork] = field(default_factory=dict)
     phase: Phase = Phase.RINGING
     deadline: float | None = None
     tried: int = 1  # the first target is being rung when the hunt starts
@@ -119,6 +128,7 @@ class Hunt:
     def map_targets(self, change: Callable[[Target], Target]) -> None:
         """Applies `change` (the caller ID shown toward B) to the targets still pending."""
         self.pending = [change(t) for t in self.pending]
+        self.parallel = [change(t) for t in self.parallel]
 
 
 def start_hunt(
@@ -129,16 +139,22 @@ def start_hunt(
     skip: str | None = None,
 ) -> tuple[Target, Hunt] | None:
     """The first target and the hunt for group `number`; None when `number` is not a
-    group or none of its steps is reachable. `skip` (the calling extension) is left out."""
+    group or none of its steps is reachable. `skip` (the calling extension) is left out.
+    A parallel group's other reachable members go to `Hunt.parallel`, its `pending`
+    holds only the fallback."""
     group = config.group(number) if number else None
     if group is None:
         return None
-    steps = [m for m in group.members if m != skip]
+    members = [t for t in (resolve(m, now) for m in group.members if m != skip) if t is not None]
+    fallback = None
     if group.fallback is not None and group.fallback != skip:
-        steps.append(group.fallback)
-    targets = [t for t in (resolve(step, now) for step in steps) if t is not None]
+        fallback = resolve(group.fallback, now)
+    targets = members + ([fallback] if fallback is not None else [])
     if not targets:
         return None
+    if group.strategy == "parallel" and members:
+        rest = [fallback] if fallback is not None else []
+        return members[0], Hunt(group.number, rest, group.ring_s, parallel=members[1:])
     return targets[0], Hunt(group.number, targets[1:], group.ring_s)
 
 
@@ -159,6 +175,16 @@ def employee_consent(config: Config, number: str | None) -> bool:
 
 
 # -- the steps a hunting call takes (called from call.py) ----------------------------
+
+
+def invite_sent(call: Call, now: float) -> None:
+    """B's first INVITE went out: it may ring `ring_s`; a parallel group rings every
+    other member now too (hunt_parallel.py)."""
+    if call.hunt is None:
+        return
+    call.hunt.arm(now)
+    if call.hunt.parallel:
+        hunt_parallel.fork(call, now)
 
 
 def ring_next(call: Call, now: float) -> bool:
@@ -191,11 +217,17 @@ def ring_next(call: Call, now: float) -> bool:
 
 
 def ring_timeout(call: Call, now: float) -> None:
-    """The current leg rang `ring_s`: CANCEL it and ring the next (or give up)."""
+    """The current leg rang `ring_s`: CANCEL it (a parallel group: every member still
+    ringing) and ring the next (or give up)."""
     from b2bua.call import CallInput, Side  # call.py imports this module
 
     assert call.hunt is not None and call.b_invite is not None
     call.hunt.deadline = None
+    if hunt_parallel.cancel_all(call, now):
+        log.info("event=hunt_ring_timeout call=%s to=%s", call.id, call.hunt.label)
+        if not ring_next(call, now):
+            call.feed(CallInput.B_FAILURE, now, None)
+        return
     old_key = call.b_invite_key
     call.hunt.give_up(old_key, call.b_invite, call.target.destination, call.target.transport)
     call.services.send_request(
@@ -214,12 +246,15 @@ def ring_timeout(call: Call, now: float) -> None:
 
 def late_answer(call: Call, response: Response, key: str, now: float) -> bool:
     """A leg we gave up on answered anyway (its 200 crossed our CANCEL): ACK and BYE
-    it (RFC 3261 9.1). Also swallows the answers to those BYEs."""
-    from b2bua.call import Side  # call.py imports this module
-
+    it (RFC 3261 9.1). Also swallows the answers to those BYEs, and takes every answer
+    of a parallel group's legs (hunt_parallel.on_response) but the winner's."""
     hunt = call.hunt
     if hunt is None:
         return False
+    if key in hunt.forks:
+        return _fork_outcome(
+            call, hunt_parallel.on_response(call, response, key, now), response, now
+        )
     if key in hunt.stray_byes:
         if response.status >= 200:
             hunt.stray_byes.discard(key)
@@ -231,13 +266,45 @@ def late_answer(call: Call, response: Response, key: str, now: float) -> bool:
         return True  # its 487 or a provisional: nothing to do
     invite, dest, transport = given_up
     del hunt.abandoned[key]
-    dialog = Dialog.from_uac(invite, response, local_contact=call._contact())
-    dialog.receive_response(response)
-    call.services.send_ack(dialog.create_ack(response, via=call._via(transport)), dest, transport)
-    bye = dialog.create_request("BYE", via=call._via(transport))
-    dialog.terminate()
-    hunt.stray_byes.add(call.services.send_request(call, Side.B, bye, dest, transport, now))
+    hunt_parallel.ack_and_bye(call, hunt, invite, response, dest, transport, now)
     return True
+
+
+def leg_timed_out(call: Call, key: str, now: float) -> bool:
+    """A B-side transaction of the hunt timed out: a parallel member that never
+    answered drops out; given-up INVITEs and stray BYEs are forgotten. False when the
+    key is none of these (the call's own B transaction)."""
+    hunt = call.hunt
+    if hunt is None:
+        return False
+    if key in hunt.forks:
+        return _fork_outcome(call, hunt_parallel.on_response(call, None, key, now), None, now)
+    if hunt.abandoned.pop(key, None) is not None:
+        return True
+    if key in hunt.stray_byes:
+        hunt.stray_byes.discard(key)
+        return True
+    return False
+
+
+def _fork_outcome(call: Call, outcome: Outcome, response: Response | None, now: float) -> bool:
+    """What the call does after a parallel leg's answer; False: its own path takes it."""
+    from b2bua.call import CallInput  # call.py imports this module
+
+    if outcome is Outcome.CALL_TAKES:
+        return False
+    if outcome is Outcome.ALL_FAILED and not ring_next(call, now):
+        call.feed(CallInput.B_FAILURE, now, response)  # nobody: 480 or the farewell
+    elif outcome is Outcome.SETTLED:
+        call.feed(CallInput.B_FAILURE, now, None)  # cancelled by the caller: the end
+    return True
+
+
+def cancel_forks(call: Call, now: float) -> bool:
+    """The caller cancelled (or hung up, or we end the call) while a parallel group
+    rings: every ringing member gets its CANCEL. False when no member rings in parallel
+    (the call cancels its one B INVITE itself)."""
+    return call.b_invite_key == "" and hunt_parallel.cancel_all(call, now)
 
 
 def exhausted(call: Call, now: float) -> bool:

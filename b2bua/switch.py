@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from b2bua.call import ALLOW, Call, CallServices, Side, Target
+from b2bua.codec_policy import is_wideband
 from b2bua.config import Config
 from b2bua.consent import ConsentMachine
 from b2bua.errors import SipError
@@ -495,6 +496,7 @@ class Switch:
                 a_srtp=self._caller_srtp(route.kind, extension),
                 hunt=hunt,
                 office_extension=office_user,
+                a_wideband=route.kind != "inbound" and is_wideband(self.config, extension),
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -658,7 +660,10 @@ class Switch:
         if binding.is_static and ext is not None and ext.transport is not None:
             transport = ext.transport.upper()  # extension.transport wins over the URI's
         srtp = ext.srtp if ext is not None else "off"
-        return Target(binding.contact.uri, binding.source, transport, extension, srtp=srtp)
+        wideband = ext is not None and ext.wideband  # G.722 offered (codec_policy.py)
+        return Target(
+            binding.contact.uri, binding.source, transport, extension, srtp=srtp, wideband=wideband
+        )
 
     def _on_cancel(self, event: CancelReceived, now: float) -> None:
         call = self._by_invite_key.get(event.invite_key) if event.invite_key else None

@@ -50,7 +50,7 @@ def test_group_defaults_and_lookup(tmp_path: Path) -> None:
         ({"members": []}, "group[0].members"),
         ({"members": ["1000", "999"]}, "group[0].members"),
         ({"number": "1000"}, "group[0].number"),
-        ({"strategy": "parallel"}, "group[0].strategy"),
+        ({"strategy": "random"}, "group[0].strategy"),
         ({"ring_s": 0}, "group[0].ring_s"),
         ({"fallback": "abc"}, "group[0].fallback"),
         ({"colour": "red"}, "group[0].colour"),

@@ -222,6 +222,12 @@ class Call:
     b_plain_offer: SessionDescription | None = None  # B's offer before SRTP, for hunting
     office_extension: str | None = None  # a PBX's extension of the office caller (pbx.py)
     codec_plan: codec_policy.CodecPlan | None = None  # legs negotiate codecs apart
+    a_wideband: bool = False  # A is an extension with wideband = true (outbound calls)
+    # The o= of the SDP we build ourselves (not anchored from a peer's): one session id
+    # per call, and a version that only grows (RFC 3264 section 8: a re-offer bumps it).
+    sdp_session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    sdp_version: int = 0
+    reinvite_plans: dict[str, codec_policy.CodecPlan] = field(default_factory=dict)
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -268,6 +274,7 @@ class Call:
             a_secure=a_secure,
             hunt=hunt,
             office_extension=office_extension,
+            a_wideband=a_wideband,
         )
         call.a.srtp_policy, call.b.srtp_policy = a_srtp, target.srtp
         hub = services.recording
@@ -294,7 +301,7 @@ class Call:
                 sdp_offer,
                 office_wideband=target.wideband and hunt is None,
                 caller_wideband=a_wideband,
-                session_id=secrets.randbelow(2**31),
+                session_id=call.sdp_session_id,
             )
             call.b_plain_offer = (
                 anchor(sdp_offer, media.ip, [call.b.media.port])
@@ -347,7 +354,7 @@ class Call:
         if sdp_offer is None:
             raise SipError(488, "Not Acceptable Here", "an offer is needed to announce")
         assert self.a.media is not None
-        ip, port, session_id = self.services.media.ip, self.a.media.port, secrets.randbelow(2**31)
+        ip, port, session_id = self.services.media.ip, self.a.media.port, self.sdp_session_id
         if self.a_secure:
             ours, keys = answer_srtp(sdp_offer, CODECS, ip, port, session_id=session_id)
             self._set_keys(self.a, keys)
@@ -585,9 +592,7 @@ class Call:
             codecs = codec_policy.office_offer_codecs(
                 first, self.target.wideband and self.hunt is None
             )
-            sdp = offer(
-                media.ip, self.b.media.port, codecs=codecs, session_id=secrets.randbelow(2**31)
-            )
+            sdp = offer(media.ip, self.b.media.port, codecs=codecs, session_id=self.sdp_session_id)
             self.b_plain_offer = sdp
             self.state = CallState.CALLING
             self._send_b_invite(self._offer_to(self.b, sdp), now)

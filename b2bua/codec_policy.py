@@ -52,6 +52,7 @@ __all__ = [
     "offer_for_b",
     "office_offer_codecs",
     "plan_for_call",
+    "reoffer_plan",
 ]
 
 WIDEBAND = "G722"
@@ -72,6 +73,7 @@ class CodecPlan:
     b_offer: tuple[str, ...]
     a_answer: tuple[str, ...]
     session_id: int = 0
+    session_version: int = 0  # re-INVITEs (reinvite.py) bump it: RFC 3264 section 8
 
 
 def is_wideband(config: Config, number: str | None) -> bool:
@@ -123,6 +125,30 @@ def plan_for_call(
     return None
 
 
+def reoffer_plan(
+    offer_sdp: SessionDescription,
+    *,
+    offerer_wideband: bool,
+    answerer_wideband: bool,
+    session_id: int,
+    session_version: int,
+) -> CodecPlan | None:
+    """The plan for a re-INVITE's offer between a trunk leg and a wideband phone's leg
+    (either may offer): the same choices as a new call's, so a phone that spoke G722
+    keeps it across hold and resume and the trunk never sees G722. None: relay the
+    offer as it is (no wideband phone on exactly one side)."""
+    if answerer_wideband == offerer_wideband:
+        return None
+    plan = plan_for_call(
+        "inbound" if answerer_wideband else "outbound",
+        offer_sdp,
+        office_wideband=answerer_wideband,
+        caller_wideband=offerer_wideband,
+        session_id=session_id,
+    )
+    return None if plan is None else replace(plan, session_version=session_version)
+
+
 def offer_for_b(
     plan: CodecPlan, a_offer: SessionDescription, address: str, port: int
 ) -> SessionDescription:
@@ -136,6 +162,7 @@ def offer_for_b(
         codecs=plan.b_offer,
         stream_direction=stream,
         session_id=plan.session_id,
+        session_version=plan.session_version,
     )
 
 
@@ -168,6 +195,7 @@ def answer_for_a(
         address,
         port,
         session_id=plan.session_id,
+        session_version=plan.session_version,
     )
     b_media = _first_audio(b_answer)
     if b_media is None:

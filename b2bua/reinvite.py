@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from b2bua import codec_policy
 from b2bua.call_timers import refreshed
+from b2bua.codec_policy import CodecPlan
 from b2bua.errors import SipError
 from b2bua.media_control import media_target
 from b2bua.message import Request, Response, make_response
@@ -46,16 +48,24 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
         except SipError as exc:
             call.services.send_response(key, make_response(request, exc.status), now)
             return
+        plan = _codec_plan(call, side, sdp)
         remote, fmt, hold = media_target(sdp)
         here, there = leg.media, other_leg.media
         assert here is not None and there is not None
-        here.set_remote(remote, fmt)
+        # With a codec plan the offerer's format is the one our answer picks (later).
+        here.set_remote(remote, fmt if plan is None else None)
         if hold:
             here.hold()
         else:
             here.resume()
         # Toward the other leg: our own offer, with the keys that leg already has.
-        body = call._offer_to(other_leg, anchor(sdp, call.services.media.ip, [there.port]))
+        ip = call.services.media.ip
+        toward = (
+            anchor(sdp, ip, [there.port])
+            if plan is None
+            else codec_policy.offer_for_b(plan, sdp, ip, there.port)
+        )
+        body = call._offer_to(other_leg, toward)
         other_leg.last_sdp = body
     out = other_leg.dialog.create_request(
         request.method,
@@ -67,21 +77,55 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
         call, other, out, call._peer_for(other), other_leg.transport, now
     )
     call.relayed[out_key] = (key, request, side)
+    if request.body and plan is not None:
+        call.reinvite_plans[out_key] = plan
 
 
-def _answer_reinvite(call: Call, origin: Side, request: Request, sdp: SessionDescription) -> bytes:
+def _codec_plan(call: Call, offerer: Side, sdp: SessionDescription) -> CodecPlan | None:
+    """A plan (codec_policy.py) when exactly one leg is a wideband phone: the phone keeps
+    G722 and the trunk sees G.711 only, as when the call was set up."""
     from b2bua.call import Side
 
-    """The other leg's answer anchored for the re-INVITE's offerer, SRTP or plain as
-    the offerer's policy and offer say; its keys are set here (ours kept)."""
+    if call.direction == "inbound":
+        office, wideband = Side.B, call.target.wideband and call.hunt is None
+    elif call.direction == "outbound":
+        office, wideband = Side.A, call.a_wideband
+    else:
+        return None
+    if not wideband:
+        return None
+    call.sdp_version += 1
+    return codec_policy.reoffer_plan(
+        sdp,
+        offerer_wideband=offerer is office,
+        answerer_wideband=offerer is not office,
+        session_id=call.sdp_session_id,
+        session_version=call.sdp_version,
+    )
+
+
+def _answer_reinvite(
+    call: Call, origin: Side, request: Request, sdp: SessionDescription, plan: CodecPlan | None
+) -> bytes:
+    """The other leg's answer anchored for the re-INVITE's offerer (or, with a codec
+    plan, our own answer to the offer), SRTP or plain as the offerer's policy and offer
+    say; its keys are set here (ours kept)."""
+    from b2bua.call import Side
+
     here = call._leg(origin)
     assert here.media is not None
-    anchored = anchor(sdp, call.services.media.ip, [here.media.port])
+    ip = call.services.media.ip
     if not request.body:
         # An offerless re-INVITE: the other leg's offer goes on as plain RTP (the
         # answer in the ACK is not taken, so the leg keeps what it had).
-        return plain_profile(anchored).to_bytes()
+        return plain_profile(anchor(sdp, ip, [here.media.port])).to_bytes()
     offer_sdp = parse_sdp(request.body)
+    if plan is None:
+        anchored = anchor(sdp, ip, [here.media.port])
+    else:
+        chosen = media_target(sdp)[1].encoding
+        anchored = codec_policy.answer_for_a(plan, offer_sdp, sdp, chosen, ip, here.media.port)
+        here.media.set_remote(media_target(offer_sdp)[0], media_target(anchored)[1])
     secure = offer_wants_srtp(offer_sdp, here.srtp_policy)
     if origin is Side.A:
         call.a_offer, call.a_secure = offer_sdp, secure
@@ -102,6 +146,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     if response.status < 200:
         return
     del call.relayed[key]
+    plan = call.reinvite_plans.pop(key, None)
     leg = call._leg(Side.B if origin is Side.A else Side.A)
     body = b""
     if 200 <= response.status < 300:
@@ -116,7 +161,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
             sdp = parse_sdp(response.body)
             try:
                 keys = call._answer_keys(leg, sdp)
-                body = _answer_reinvite(call, origin, request, sdp)
+                body = _answer_reinvite(call, origin, request, sdp, plan)
             except SipError as exc:
                 # The answering leg keeps its old keys; the offerer hears why.
                 log.warning("call %s: re-INVITE answer refused: %s", call.id, exc)

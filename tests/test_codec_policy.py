@@ -6,10 +6,11 @@ each get their own codec and payload types; the relay transcodes between them.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from b2bua.call import Call, CallState, Target
+from b2bua.call import Call, CallState, Side, Target
 from b2bua.codec_policy import (
     CodecPlan,
     a_answer_codec,
@@ -35,6 +36,7 @@ from tests.test_srtp_negotiation import (
     b_offer,
     consent_machine,
     final_to_a,
+    reinvite,
 )
 
 
@@ -359,3 +361,73 @@ def test_b_answer_with_a_foreign_crypto_tag_is_refused() -> None:
     call.on_b_response(response, call.b_invite_key, 1.0)
     assert final_to_a(services).status == 488
     assert all(leg.srtp is None for leg in services.media.legs)
+
+
+# ------------------------------------------------------------ re-INVITEs
+
+
+def answered_wideband_call() -> tuple[Call, FakeServices]:
+    """An inbound call: trunk PCMA, phone answered G722, ACKed (CONFIRMED)."""
+    call, services = start(TRUNK_PCMA, wideband=True)
+    b_answer(call, services, PHONE_HD_ONLY.to_bytes())
+    call.on_a_ack(1.5)
+    assert call.state is CallState.CONFIRMED
+    return call, services
+
+
+def relayed_answer(call: Call, services: FakeServices, key: str, body: SessionDescription) -> Any:
+    """The other leg answers our relayed re-INVITE with `body`; returns our answer's
+    SDP to the offerer."""
+    sent = services.requests[-1][1]
+    response = make_response(
+        sent, 200, headers=[("Contact", "<sip:peer@127.0.0.3:5070>")], body=body.to_bytes()
+    )
+    if sent.uri.port == 5070:  # toward the phone (B)
+        call.on_b_response(response, key, 3.0)
+    else:
+        call.on_a_response(response, key, 3.0)
+    to_offerer = [r for k, r in services.responses if k == "re-key"][-1]
+    assert to_offerer.status == 200
+    return parse_sdp(to_offerer.body)
+
+
+def test_phone_hold_reinvite_keeps_g722_on_the_phone_and_g711_toward_the_trunk() -> None:
+    call, services = answered_wideband_call()
+    first_version = parse_sdp(services.requests[0][1].body).origin.session_version
+    hold = sdp("9 8 100", "9 G722/8000", "8 PCMA/8000", "100 telephone-event/8000",
+               extra="a=sendonly")  # fmt: skip
+    key = reinvite(call, Side.B, hold.to_bytes(), services)
+    to_trunk = parse_sdp(services.requests[-1][1].body)
+    assert names(to_trunk) == ["PCMA", "TELEPHONE-EVENT"]  # never G722 to the trunk
+    assert direction(audio(to_trunk), to_trunk) == "sendonly"
+    assert to_trunk.origin.session_version > first_version  # RFC 3264 section 8
+    back = relayed_answer(
+        call, services, key, sdp("8 96", "8 PCMA/8000", "96 telephone-event/8000",
+                                 extra="a=recvonly")  # fmt: skip
+    )
+    assert names(back) == ["G722", "TELEPHONE-EVENT"] and audio(back).formats == ("9", "100")
+    assert direction(audio(back), back) == "recvonly"
+    a_leg, b_leg = services.media.legs
+    assert b_leg.fmt == MediaFormat(9, "G722", 100)
+    assert a_leg.fmt == MediaFormat(8, "PCMA", 96)
+    assert call.reinvite_plans == {}
+
+
+def test_trunk_reinvite_offers_the_phone_g722_first_and_answers_the_trunk_g711() -> None:
+    call, services = answered_wideband_call()
+    key = reinvite(call, Side.A, TRUNK_PCMA.to_bytes(), services)
+    to_phone = parse_sdp(services.requests[-1][1].body)
+    assert names(to_phone) == ["G722", "PCMA", "TELEPHONE-EVENT"]
+    back = relayed_answer(call, services, key, PHONE_HD_ONLY)
+    assert names(back) == ["PCMA", "TELEPHONE-EVENT"] and audio(back).formats == ("8", "96")
+    a_leg, b_leg = services.media.legs
+    assert (a_leg.fmt.encoding, b_leg.fmt.encoding) == ("PCMA", "G722")
+
+
+def test_reinvite_of_a_narrowband_call_still_passes_through() -> None:
+    call, services = start(TRUNK_PCMA, wideband=False)
+    b_answer(call, services, sdp("8 101", "8 PCMA/8000", "101 telephone-event/8000").to_bytes())
+    call.on_a_ack(1.5)
+    reinvite(call, Side.B, PHONE_HD.to_bytes(), services)
+    assert names(parse_sdp(services.requests[-1][1].body))[0] == "G722"  # unchanged offer
+    assert call.reinvite_plans == {}

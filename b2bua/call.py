@@ -28,31 +28,20 @@ a socket or a clock themselves, `now` is passed in.
 
 from __future__ import annotations
 
-import enum
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from b2bua import call_timers, codec_policy
+from b2bua import call_timers, call_trunk, codec_policy, consent_phase, leg_sdp
 from b2bua import hunt as hunt_steps
 from b2bua import reinvite as reinvite_steps
 from b2bua import transfer as transfer_steps
-from b2bua.auth import answer_challenge, parse_auth_params, pick_challenge
+from b2bua.call_state import ALLOW, CODECS, CallInput, CallState, Side
 from b2bua.consent import (
-    Action,
-    ConnectOffice,
-    ConsentDecided,
     ConsentMachine,
     ConsentRecord,
-    Hangup,
-    PauseRecording,
-    PlayPrompt,
-    ResumeRecording,
-    StartRecording,
-    StopPrompt,
-    StopRecording,
 )
 from b2bua.dialog import Dialog
 from b2bua.errors import SipError
@@ -61,15 +50,10 @@ from b2bua.hunt import Hunt, Phase
 from b2bua.info_dtmf import ACCEPT_HEADER, parse_info_dtmf
 from b2bua.media_control import MediaControl, MediaLeg, RecordingControl, media_target
 from b2bua.message import Request, Response, make_response
-from b2bua.sdp import SessionDescription, anchor, answer, offer, parse_sdp
+from b2bua.sdp import SessionDescription, anchor, parse_sdp
 from b2bua.sdp_crypto import (
     SrtpKeys,
-    answer_keys,
-    answer_srtp,
-    offer_for_leg,
     offer_wants_srtp,
-    plain_profile,
-    secure_answer,
 )
 from b2bua.session_timer import SessionTimer, uac_headers, uas_negotiate
 from b2bua.transaction import create_cancel, new_branch
@@ -77,41 +61,23 @@ from b2bua.transfer import Transfer
 from b2bua.uri import URI
 from rtp.srtp import SrtpKey
 
+__all__ = [  # the call's states and sides live in call_state.py; callers import them here
+    "ALLOW",
+    "CODECS",
+    "TABLE",
+    "Call",
+    "CallInput",
+    "CallServices",
+    "CallState",
+    "LegState",
+    "Side",
+    "Target",
+    "map_failure",
+]
+
 log = logging.getLogger("b2bua.call")
 
 Addr = tuple[str, int]
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, NOTIFY"
-CODECS = ("PCMU", "PCMA", "telephone-event")
-
-
-class CallState(enum.Enum):
-    ANNOUNCING = "announcing"  # the external party is answered and hears the prompt
-    CALLING = "calling"  # B's INVITE sent, nothing back yet
-    EARLY = "early"  # B sent a provisional; relayed to A
-    ANSWERED = "answered"  # B answered; our 200 to A waits for A's ACK
-    CONFIRMED = "confirmed"  # both dialogs up, media bridged
-    CANCELLING = "cancelling"  # A cancelled; B's INVITE is being cancelled
-    ENDING = "ending"  # BYE sent on the leg(s) still up
-    ENDED = "ended"
-
-
-class CallInput(enum.Enum):
-    B_PROVISIONAL = "b_provisional"
-    B_SUCCESS = "b_success"
-    B_FAILURE = "b_failure"
-    A_ACK = "a_ack"
-    A_CANCEL = "a_cancel"
-    A_BYE = "a_bye"
-    B_BYE = "b_bye"
-    HANGUP = "hangup"  # our own decision: media timeout, call too long, shutdown
-    BYE_DONE = "bye_done"  # a BYE we sent was answered or timed out
-    CONNECT_OFFICE = "connect_office"  # consent machine: go ahead with the office leg
-
-
-class Side(enum.Enum):
-    A = "a"
-    B = "b"
-    C = "c"  # a transfer target being called (transfer.py); becomes the office leg
 
 
 @dataclass(frozen=True)
@@ -291,7 +257,7 @@ class Call:
             call.a_remote, fmt, _hold = media_target(sdp_offer)
             call.a.media.set_remote(call.a_remote, fmt)
         if asking and direction == "inbound":
-            call._answer_a_for_consent(sdp_offer, now)
+            consent_phase.answer_a_for_consent(call, sdp_offer, now)
             return call
         call.b.media = media.open_leg(call.id + "-b", services.media_inactive)
         body = b""
@@ -310,7 +276,7 @@ class Call:
                     call.codec_plan, sdp_offer, media.ip, call.b.media.port
                 )
             )
-            body = call._offer_to(call.b, call.b_plain_offer)
+            body = leg_sdp.offer_to(call.b, call.b_plain_offer)
         call._send_b_invite(body, now)
         if hub is not None and consent is not None:
             external, office = (
@@ -318,64 +284,11 @@ class Call:
                 if direction == "inbound"
                 else (call.b.media, call.a.media)
             )
-            call._open_recording(external, office)
+            consent_phase.open_recording(call, external, office)
             if not asking:
                 # Not asked (mode off or no employee consent): documented right away.
-                call._apply(consent.start(now), now)
+                consent_phase.apply(call, consent.start(now), now)
         return call
-
-    def _open_recording(self, external: MediaLeg, office: MediaLeg | None) -> None:
-        hub = self.services.recording
-        assert hub is not None
-        caller = self.target.caller_label or self.a_invite.from_addr.uri.user or "anonymous"
-        extension = (
-            self.target.to_user
-            if self.direction == "inbound"
-            else self.a_invite.from_addr.uri.user or caller
-        )
-        if self.hunt is not None and self.direction == "inbound":
-            extension = self.hunt.label  # whoever answers, the call went to the group
-        elif self.office_extension is not None and self.direction == "outbound":
-            extension = self.office_extension  # named by the PBX placing the call
-        hub.open_call(
-            self.id,
-            external=external,
-            direction=self.direction,
-            caller=caller,
-            callee=self.target.to_user,
-            extension=extension,
-            sip_call_id=self.a_invite.call_id,
-        )
-        if office is not None:
-            hub.set_office_leg(self.id, office)
-
-    def _answer_a_for_consent(self, sdp_offer: SessionDescription | None, now: float) -> None:
-        """Inbound: we answer the caller ourselves so the announcement can play."""
-        if sdp_offer is None:
-            raise SipError(488, "Not Acceptable Here", "an offer is needed to announce")
-        assert self.a.media is not None
-        ip, port, session_id = self.services.media.ip, self.a.media.port, self.sdp_session_id
-        if self.a_secure:
-            ours, keys = answer_srtp(sdp_offer, CODECS, ip, port, session_id=session_id)
-            self._set_keys(self.a, keys)
-        else:
-            ours = answer(sdp_offer, CODECS, ip, port, session_id=session_id)
-        _, fmt, _ = media_target(ours)
-        self.a.media.set_remote(self.a_remote, fmt)
-        self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
-        headers = [
-            ("Contact", str(self._contact())),
-            ("Allow", ALLOW),
-            ("Content-Type", "application/sdp"),
-            *call_timers.answer_headers_for_a(self, now),
-        ]
-        self.a.last_sdp = ours.to_bytes()
-        self._respond_a(200, now, headers=headers, body=self.a.last_sdp)
-        self.a.dialog.confirm()
-        self.a_answered = True
-        self.answered_at = now
-        self.state = CallState.ANNOUNCING
-        self._open_recording(self.a.media, None)
 
     def _send_b_invite(self, body: bytes, now: float) -> None:
         self.b_invite = self._build_b_invite(body)
@@ -477,7 +390,7 @@ class Call:
         body = b""
         if msg.body:
             try:
-                body = self._anchored_for_a(msg.body)
+                body = leg_sdp.anchored_for_a(self, msg.body)
             except SipError as exc:  # early media we can not take: ring without it
                 log.info("call %s: early SDP from B ignored: %s", self.id, exc)
         headers = [("Contact", str(self._contact()))]
@@ -502,7 +415,7 @@ class Call:
             # Inbound after consent: A is up; take B's answer and bridge.
             try:
                 sdp = parse_sdp(msg.body) if msg.body else None
-                self._set_keys(self.b, None if sdp is None else self._answer_keys(self.b, sdp))
+                leg_sdp.set_keys(self.b, None if sdp is None else leg_sdp.answer_keys(self.b, sdp))
             except SipError as exc:
                 self._refuse_b_answer(exc, now)
                 return
@@ -515,7 +428,7 @@ class Call:
             self.state = CallState.CONFIRMED
             return
         try:
-            body = self._anchored_for_a(msg.body) if msg.body else self._no_answer_body()
+            body = leg_sdp.anchored_for_a(self, msg.body) if msg.body else self._no_answer_body()
         except SipError as exc:
             self._refuse_b_answer(exc, now)
             return
@@ -524,7 +437,7 @@ class Call:
             self.a_answer_body = body
             self.state = CallState.ANNOUNCING
             assert self.consent is not None
-            self._apply(self.consent.start(now), now)
+            consent_phase.apply(self, self.consent.start(now), now)
             return
         self._answer_a(now, body)
 
@@ -575,107 +488,11 @@ class Call:
         self._finish(now, self.end_reason)
 
     # -- the consent phase ---------------------------------------------------------------
-    def _on_announce_ack(self, now: float, msg: Request | Response | None, key: str) -> None:
-        assert self.consent is not None
-        self._apply(self.consent.start(now), now)
-
-    def _on_connect_office(self, now: float, msg: Request | Response | None, key: str) -> None:
-        media = self.services.media
-        if self.direction == "inbound":
-            self.b.media = media.open_leg(self.id + "-b", self.services.media_inactive)
-            hub = self.services.recording
-            if hub is not None:
-                hub.set_office_leg(self.id, self.b.media)
-            assert self.a.media is not None
-            codec = getattr(self.a.media, "fmt", None)
-            first = codec.encoding if codec is not None else "PCMU"
-            codecs = codec_policy.office_offer_codecs(
-                first, self.target.wideband and self.hunt is None
-            )
-            sdp = offer(media.ip, self.b.media.port, codecs=codecs, session_id=self.sdp_session_id)
-            self.b_plain_offer = sdp
-            self.state = CallState.CALLING
-            self._send_b_invite(self._offer_to(self.b, sdp), now)
-        else:
-            self.state = CallState.ANSWERED
-            self._answer_a(now, self.a_answer_body)
-
-    def _on_hangup_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
-        if self.direction == "outbound" and not self.a_answered:
-            self._respond_a(603, now)  # the external party declined: the office hears why
-        for side in (Side.A, Side.B):
-            leg = self._leg(side)
-            if leg.dialog is not None and not leg.dialog.terminated:
-                self._send_bye(side, now)
-        if not any(leg.bye_pending for leg in (self.a, self.b)):
-            self._finish(now, self.end_reason)
-
-    def _on_a_cancel_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
-        self._respond_a(487, now)
-        self.end_reason = "cancelled by caller"
-        self._send_bye(Side.B, now)
-
-    def _on_b_bye_announcing(self, now: float, msg: Request | Response | None, key: str) -> None:
-        self.end_reason = "external party hung up"
-        if not self.a_answered:
-            self._respond_a(480, now)
-        self._on_bye_from(Side.B, now)
-
-    def _on_a_bye_before_b(self, now: float, msg: Request | Response | None, key: str) -> None:
-        # A (answered for the announcement) hung up while B rings: cancel B.
-        self.end_reason = "a hung up"
-        self._on_a_cancel_quiet(now)
-
-    def _apply(self, actions: list[Action], now: float) -> None:
-        """Carries out the consent machine's actions, in order."""
-        hub = self.services.recording
-        for action in actions:
-            if isinstance(action, ConsentDecided):
-                self.consent_record = action.record
-                if hub is not None:
-                    hub.consent_decided(self.id, action.record)
-            elif hub is None:
-                continue
-            elif isinstance(action, PlayPrompt):
-                hub.play(self.id, action.name, now)
-            elif isinstance(action, StopPrompt):
-                hub.stop_prompt(self.id)
-            elif isinstance(action, StartRecording):
-                hub.start_recording(self.id, now, self._metadata())
-            elif isinstance(action, StopRecording):
-                hub.stop_recording(self.id, now)
-            elif isinstance(action, PauseRecording):
-                hub.pause(self.id, now)
-            elif isinstance(action, ResumeRecording):
-                hub.resume(self.id, now)
-            elif isinstance(action, ConnectOffice):
-                if self.consent_first and self.state is CallState.ANNOUNCING:
-                    self.feed(CallInput.CONNECT_OFFICE, now)
-            elif isinstance(action, Hangup):
-                self.hangup(f"consent {action.reason}", now)
-
-    def _metadata(self) -> dict[str, object]:
-        record = self.consent_record
-        return {
-            "call_id": self.a_invite.call_id,
-            "direction": self.direction,
-            "caller": self.target.caller_label or self.a_invite.from_addr.uri.user,
-            "callee": self.target.to_user,
-            "consent": None
-            if record is None
-            else {
-                "mode": record.mode,
-                "result": str(record.result),
-                "digit": record.digit,
-                "method": record.method,
-                "prompt_sha256": record.prompt_sha256,
-                "language": record.language,
-            },
-        }
 
     def on_digit(self, digit: str, method: str, side: str, now: float) -> None:
         if self.consent is not None and self.state is not CallState.ENDED:
-            self._apply(
+            consent_phase.apply(
+                self,
                 self.consent.digit(
                     digit, method, now, "office" if side == "office" else "external"
                 ),
@@ -687,7 +504,7 @@ class Call:
             hunt_steps.farewell_over(self, now)
             return
         if self.consent is not None and self.state is not CallState.ENDED:
-            self._apply(self.consent.prompt_finished(now), now)
+            consent_phase.apply(self, self.consent.prompt_finished(now), now)
 
     def get_timer(self) -> float | None:
         times = [
@@ -719,7 +536,7 @@ class Call:
             else:
                 hunt_steps.ring_timeout(self, now)
         if self.consent is not None:
-            self._apply(self.consent.timer(now), now)
+            consent_phase.apply(self, self.consent.timer(now), now)
         if self.state is CallState.CONFIRMED:
             call_timers.on_timer(self, now)
 
@@ -810,70 +627,7 @@ class Call:
     def _b_next_hop(self) -> Addr:
         return self.b.peer
 
-    def _anchored_for_a(self, body: bytes) -> bytes:
-        """B's SDP made to point at leg A's relay port; B's leg learns its peer."""
-        sdp = parse_sdp(body)
-        if self.codec_plan is not None:
-            return self._own_answer_for_a(sdp)
-        b_keys = self._answer_keys(self.b, sdp)  # SipError(488) before anything changes
-        remote, fmt, hold = media_target(sdp)
-        assert self.a.media is not None and self.b.media is not None
-        self._set_keys(self.b, b_keys)
-        self.b.media.set_remote(remote, fmt)
-        # Both legs carry the codec B chose (the offer went through unchanged).
-        self.a.media.set_remote(self.a_remote, fmt)
-        if hold:
-            self.b.media.hold()
-        return self._answer_to_a(anchor(sdp, self.services.media.ip, [self.a.media.port]))
-
-    def _own_answer_for_a(self, sdp: SessionDescription) -> bytes:
-        """B answered our own offer (codec_policy.py): A gets our answer to its offer,
-        each relay leg its own codec and payload types; the relay transcodes."""
-        assert self.codec_plan is not None and self.a_offer is not None
-        b_keys = self._answer_keys(self.b, sdp)  # SipError(488) before anything changes
-        remote, fmt, hold = media_target(sdp)
-        assert self.a.media is not None and self.b.media is not None
-        ours = codec_policy.answer_for_a(
-            self.codec_plan,
-            self.a_offer,
-            sdp,
-            fmt.encoding,
-            self.services.media.ip,
-            self.a.media.port,
-        )
-        self._set_keys(self.b, b_keys)
-        self.b.media.set_remote(remote, fmt)
-        self.a.media.set_remote(self.a_remote, media_target(ours)[1])
-        if hold:
-            self.b.media.hold()
-        return self._answer_to_a(ours)
-
     # -- SRTP per leg (sdp_crypto.py negotiates, the relay leg encrypts) -----------------
-    def _set_keys(self, leg: LegState, keys: SrtpKeys | None) -> None:
-        """Hands changed keys to the relay leg; unchanged keys keep libsrtp's state."""
-        if keys == leg.srtp:
-            return
-        leg.srtp = keys
-        if leg.media is not None:
-            leg.media.set_srtp(None if keys is None else keys.leg())
-
-    def _offer_to(self, leg: LegState, sdp: SessionDescription) -> bytes:
-        """Our offer on `leg`, with our crypto as its policy asks (keys kept on re-offers)."""
-        secured, leg.srtp_offer = offer_for_leg(sdp, leg.srtp_policy, leg.srtp)
-        return secured.to_bytes()
-
-    def _answer_keys(self, leg: LegState, sdp: SessionDescription) -> SrtpKeys | None:
-        return answer_keys(sdp, leg.srtp_offer, leg.srtp_policy)
-
-    def _answer_to_a(self, sdp: SessionDescription) -> bytes:
-        """An answer for A (B's, anchored): SRTP with our key when A's offer was taken
-        as SRTP, plain RTP otherwise."""
-        if not self.a_secure or self.a_offer is None:
-            return plain_profile(sdp).to_bytes()
-        ours = self.a.srtp.ours if self.a.srtp is not None else None
-        secured, keys = secure_answer(sdp, self.a_offer, ours=ours)
-        self._set_keys(self.a, keys)
-        return secured.to_bytes()
 
     def _respond_a(
         self,
@@ -906,7 +660,7 @@ class Call:
         self.ended_at = now
         self.end_reason = self.end_reason or reason
         if self.consent is not None:
-            self._apply(self.consent.call_ended(now), now)
+            consent_phase.apply(self, self.consent.call_ended(now), now)
         hub = self.services.recording
         if hub is not None:
             hub.call_ended(self.id, now, self.end_reason)
@@ -949,81 +703,16 @@ class Call:
             ):
                 return  # a retransmitted 2xx: the dialog re-ACKs below
             self.feed(CallInput.B_SUCCESS, now, response)
-        elif response.status in (401, 407) and self._retry_with_credentials(response, now):
+        elif response.status in (401, 407) and call_trunk.retry_with_credentials(
+            self, response, now
+        ):
             return  # the INVITE went out again with credentials (the ICT ACKed the 401)
-        elif response.status in (408, 503) and self._next_trunk(response.status, now):
+        elif response.status in (408, 503) and call_trunk.next_trunk(self, response.status, now):
             return  # tried at the next trunk server
         elif hunt_steps.ring_next(self, now):
             return  # busy, declined, unreachable: the hunt group's next target rings
         else:
             self.feed(CallInput.B_FAILURE, now, response)
-
-    def _retry_with_credentials(self, response: Response, now: float) -> bool:
-        """Answers the trunk's digest challenge once per nonce (a second challenge with
-        the same nonce means the credentials are wrong: then it is a failure)."""
-        if self.target.credentials is None or self.b_invite is None:
-            return False
-        if self.state not in (CallState.CALLING, CallState.EARLY):
-            return False
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = pick_challenge(response.headers.get_all(header))
-        if challenge is None:
-            return False
-        try:
-            _, params = parse_auth_params(challenge)
-        except SipError:
-            return False
-        nonce = params.get("nonce")
-        if nonce is None or nonce in self.b_nonces_answered:
-            return False
-        self.b_nonces_answered.add(nonce)
-        user, password = self.target.credentials
-        value = answer_challenge(
-            challenge,
-            method="INVITE",
-            uri=str(self.b_invite.uri),
-            username=user,
-            password=password,
-            cnonce=secrets.token_hex(8),
-        )
-        name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        self._resend_b_invite(now, (name, value))
-        return True
-
-    def _next_trunk(self, status: int | None, now: float) -> bool:
-        """An outbound INVITE that timed out or got 408/503 goes once to the next live
-        trunk server (trunk_monitor.py); False when there is none or it was tried."""
-        if self.direction != "outbound" or self.state is not CallState.CALLING:
-            return False
-        if self.b_trunk_retried or self.b_invite is None:
-            return False
-        old = self.target.destination
-        alternative = self.services.trunk_alternative([old], status, now)
-        if alternative is None:
-            return False
-        self.b_trunk_retried = True
-        uri = self.target.uri
-        if uri.host.strip("[]") == old[0]:
-            uri = replace(uri, host=alternative[0], port=alternative[1])
-        self.target = replace(self.target, uri=uri, destination=alternative)
-        self.b_invite = replace(self.b_invite, uri=uri)
-        log.info("event=trunk_failover call=%s to=%s:%d", self.id, *alternative)
-        self._resend_b_invite(now)
-        return True
-
-    def _resend_b_invite(self, now: float, *extra: tuple[str, str]) -> None:
-        """B's INVITE again as a new transaction: new branch, next CSeq (RFC 3261 8.1.3.5)."""
-        assert self.b_invite is not None
-        headers = self.b_invite.headers.set("Via", str(self._via(self.target.transport))).set(
-            "CSeq", f"{self.b_invite.cseq[0] + 1} INVITE"
-        )
-        for name, value in extra:
-            headers = headers.set(name, value)
-        self.b_invite = Request("INVITE", self.b_invite.uri, headers, self.b_invite.body)
-        self.b.peer = self.target.destination
-        self.b_invite_key = self.services.send_request(
-            self, Side.B, self.b_invite, self.target.destination, self.target.transport, now
-        )
 
     def on_a_response(self, response: Response, key: str, now: float) -> None:
         if call_timers.on_response(self, Side.A, response, key, now):
@@ -1048,7 +737,7 @@ class Call:
         if side is Side.B and hunt_steps.leg_timed_out(self, key, now):
             return  # a parallel member, a given-up INVITE or a stray BYE of the hunt
         if side is Side.B and key == self.b_invite_key:
-            if not self._next_trunk(None, now) and not hunt_steps.ring_next(self, now):
+            if not call_trunk.next_trunk(self, None, now) and not hunt_steps.ring_next(self, now):
                 self.feed(CallInput.B_FAILURE, now, None)
             return
         leg = self._leg(side)
@@ -1127,15 +816,18 @@ Handler = Callable[[Call, float, "Request | Response | None", str], None]
 S, I = CallState, CallInput  # noqa: E741 -- the table reads better short
 
 TABLE: dict[tuple[CallState, CallInput], tuple[Handler, CallState]] = {
-    (S.ANNOUNCING, I.A_ACK): (Call._on_announce_ack, S.ANNOUNCING),
-    (S.ANNOUNCING, I.CONNECT_OFFICE): (Call._on_connect_office, S.ANNOUNCING),  # handler moves on
-    (S.ANNOUNCING, I.HANGUP): (Call._on_hangup_announcing, S.ENDING),
+    (S.ANNOUNCING, I.A_ACK): (consent_phase.on_announce_ack, S.ANNOUNCING),
+    (S.ANNOUNCING, I.CONNECT_OFFICE): (
+        consent_phase.on_connect_office,
+        S.ANNOUNCING,
+    ),  # handler moves on
+    (S.ANNOUNCING, I.HANGUP): (consent_phase.on_hangup_announcing, S.ENDING),
     (S.ANNOUNCING, I.A_BYE): (Call._on_a_bye, S.ENDING),
-    (S.ANNOUNCING, I.B_BYE): (Call._on_b_bye_announcing, S.ENDING),
-    (S.ANNOUNCING, I.A_CANCEL): (Call._on_a_cancel_announcing, S.ENDING),
+    (S.ANNOUNCING, I.B_BYE): (consent_phase.on_b_bye_announcing, S.ENDING),
+    (S.ANNOUNCING, I.A_CANCEL): (consent_phase.on_a_cancel_announcing, S.ENDING),
     (S.ANNOUNCING, I.BYE_DONE): (Call._on_bye_done, S.ENDED),
-    (S.CALLING, I.A_BYE): (Call._on_a_bye_before_b, S.CANCELLING),
-    (S.EARLY, I.A_BYE): (Call._on_a_bye_before_b, S.CANCELLING),
+    (S.CALLING, I.A_BYE): (consent_phase.on_a_bye_before_b, S.CANCELLING),
+    (S.EARLY, I.A_BYE): (consent_phase.on_a_bye_before_b, S.CANCELLING),
     (S.CANCELLING, I.A_ACK): (Call._noop, S.CANCELLING),
     (S.CALLING, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),
     (S.EARLY, I.B_PROVISIONAL): (Call._on_b_provisional, S.EARLY),

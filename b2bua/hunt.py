@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from b2bua import hunt_parallel
+from b2bua import hunt_parallel, leg_sdp
 from b2bua.config import Config
 from b2bua.hunt_parallel import Fork, Outcome
 from b2bua.message import Request, Response
@@ -203,7 +203,7 @@ def ring_next(call: Call, now: float) -> bool:
     call.b_nonces_answered.clear()
     call.b_trunk_retried = False
     plain = call.b_plain_offer
-    body = b"" if plain is None else call._offer_to(call.b, plain)
+    body = b"" if plain is None else leg_sdp.offer_to(call.b, plain)
     call.state = CallState.CALLING
     log.info("event=hunt_next call=%s group=%s to=%s", call.id, call.hunt.label, target.to_user)
     call.b_invite = call._build_b_invite(body, cseq)

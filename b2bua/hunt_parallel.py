@@ -38,6 +38,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from b2bua import leg_sdp
 from b2bua.dialog import Dialog
 from b2bua.message import Request, Response
 from b2bua.transaction import create_cancel
@@ -159,7 +160,7 @@ def fork(call: Call, now: float) -> None:
     others, hunt.parallel = hunt.parallel, []
     for target in others:
         call.b.srtp_policy = target.srtp
-        body = b"" if plain is None else call._offer_to(call.b, plain)
+        body = b"" if plain is None else leg_sdp.offer_to(call.b, plain)
         invite, call_id, tag = _invite_for(call, target, body)
         key = call.services.send_request(
             call, Side.B, invite, target.destination, target.transport, now

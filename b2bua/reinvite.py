@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from b2bua import codec_policy
+from b2bua import codec_policy, leg_sdp
 from b2bua.call_timers import refreshed
 from b2bua.codec_policy import CodecPlan
 from b2bua.errors import SipError
@@ -65,7 +65,7 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
             if plan is None
             else codec_policy.offer_for_b(plan, sdp, ip, there.port)
         )
-        body = call._offer_to(other_leg, toward)
+        body = leg_sdp.offer_to(other_leg, toward)
         other_leg.last_sdp = body
     out = other_leg.dialog.create_request(
         request.method,
@@ -130,11 +130,11 @@ def _answer_reinvite(
     if origin is Side.A:
         call.a_offer, call.a_secure = offer_sdp, secure
     if not secure:
-        call._set_keys(here, None)
+        leg_sdp.set_keys(here, None)
         return plain_profile(anchored).to_bytes()
     ours = here.srtp.ours if here.srtp is not None else None
     secured, keys = secure_answer(anchored, offer_sdp, ours=ours)
-    call._set_keys(here, keys)
+    leg_sdp.set_keys(here, keys)
     return secured.to_bytes()
 
 
@@ -160,14 +160,14 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
         if response.body:
             sdp = parse_sdp(response.body)
             try:
-                keys = call._answer_keys(leg, sdp)
+                keys = leg_sdp.answer_keys(leg, sdp)
                 body = _answer_reinvite(call, origin, request, sdp, plan)
             except SipError as exc:
                 # The answering leg keeps its old keys; the offerer hears why.
                 log.warning("call %s: re-INVITE answer refused: %s", call.id, exc)
                 call.services.send_response(server_key, make_response(request, exc.status), now)
                 return
-            call._set_keys(leg, keys)
+            leg_sdp.set_keys(leg, keys)
             remote, fmt, hold = media_target(sdp)
             assert leg.media is not None
             leg.media.set_remote(remote, fmt)

@@ -138,6 +138,7 @@ class LegState:
     srtp_policy: str = "off"
     srtp: SrtpKeys | None = None
     srtp_offer: dict[int, SrtpKey] | None = None
+    mediasec: bool = False  # the trunk's leg under Telekom's mediasec (leg_sdp.py)
     # RFC 4028 on this leg (call_timers.py): the agreed timer, when it was last
     # refreshed, the SDP we last sent here (a refresh repeats it), our refresh in flight.
     timer: SessionTimer | None = None
@@ -194,6 +195,9 @@ class Call:
     sdp_session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
     sdp_version: int = 0
     reinvite_plans: dict[str, codec_policy.CodecPlan] = field(default_factory=dict)
+    # Headers for every request we send in the trunk's dialog (the mediasec agreement's
+    # Security-Verify, trunk_registration.py); empty for internal calls.
+    trunk_headers: tuple[tuple[str, str], ...] = ()
 
     # -- creation -----------------------------------------------------------------
     @classmethod
@@ -212,6 +216,8 @@ class Call:
         hunt: Hunt | None = None,
         office_extension: str | None = None,
         a_wideband: bool = False,
+        trunk_headers: tuple[tuple[str, str], ...] = (),
+        mediasec: bool = False,
     ) -> Call:
         """Opens the media legs and starts the call; SipError if the offer is bad.
 
@@ -241,8 +247,10 @@ class Call:
             hunt=hunt,
             office_extension=office_extension,
             a_wideband=a_wideband,
+            trunk_headers=trunk_headers if direction != "internal" else (),
         )
         call.a.srtp_policy, call.b.srtp_policy = a_srtp, target.srtp
+        call.leg(call.external_side).mediasec = mediasec and direction != "internal"
         hub = services.recording
         if hub is None or direction == "internal":
             call.consent = consent = None  # internal calls have no external party to ask
@@ -313,6 +321,11 @@ class Call:
         if self.direction == "outbound":
             return self.target.to_user
         return self.a_invite.from_addr.uri.user
+
+    def dialog_headers(self, side: Side) -> tuple[tuple[str, str], ...]:
+        """The headers every request in `side`'s dialog carries: the trunk's agreement
+        on the external leg of a trunk call, nothing elsewhere."""
+        return self.trunk_headers if side is self.external_side else ()
 
     def leg(self, side: Side) -> LegState:
         return self._leg(side)
@@ -403,6 +416,7 @@ class Call:
         assert self.b_invite is not None
         dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
         dialog.receive_response(msg)
+        dialog.request_headers = self.dialog_headers(Side.B)
         self.b.dialog = dialog
         call_timers.b_answered(self, msg, now)
         ack = dialog.create_ack(msg, via=self._via(self.b.transport))
@@ -468,6 +482,7 @@ class Call:
         if body:
             headers.append(("Content-Type", "application/sdp"))
         self.a.dialog = Dialog.from_uas(self.a_invite, self.a_tag, self._contact())
+        self.a.dialog.request_headers = self.dialog_headers(Side.A)
         self._respond_a(200, now, headers=headers, body=body)
         self.a.dialog.confirm()
         self.a_answered = True
@@ -559,6 +574,7 @@ class Call:
         assert self.b_invite is not None
         dialog = Dialog.from_uac(self.b_invite, msg, local_contact=self._contact())
         dialog.receive_response(msg)
+        dialog.request_headers = self.dialog_headers(Side.B)
         self.b.dialog = dialog
         self.services.send_ack(
             dialog.create_ack(msg, via=self._via(self.b.transport)),

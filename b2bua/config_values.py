@@ -99,7 +99,10 @@ class Context:
         return ConfigError(self.path, key, problem)
 
     def resolve(self, raw: str) -> Path:
-        p = Path(raw).expanduser()
+        try:
+            p = Path(raw).expanduser()
+        except RuntimeError as exc:  # "~nobody/...": no such user's home directory
+            raise InvalidValueError(f"can not expand {raw!r}: {exc}") from None
         return p if p.is_absolute() else self.base / p
 
 

@@ -78,12 +78,14 @@ def answer_a_for_consent(call: Call, sdp_offer: SessionDescription | None, now: 
     ip, port, session_id = call.services.media.ip, call.a.media.port, call.sdp_session_id
     if call.a_secure:
         ours, keys = answer_srtp(sdp_offer, CODECS, ip, port, session_id=session_id)
+        ours = leg_sdp.mediasec_marked(call.a, ours)
         leg_sdp.set_keys(call.a, keys)
     else:
         ours = answer(sdp_offer, CODECS, ip, port, session_id=session_id)
     _, fmt, _ = media_target(ours)
     call.a.media.set_remote(call.a_remote, fmt)
     call.a.dialog = Dialog.from_uas(call.a_invite, call.a_tag, call._contact())
+    call.a.dialog.request_headers = call.dialog_headers(Side.A)
     headers = [
         ("Contact", str(call._contact())),
         ("Allow", ALLOW),

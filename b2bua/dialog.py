@@ -132,6 +132,9 @@ class Dialog:
     remote_seq: int | None = None
     secure: bool = False
     local_contact: Address | None = None
+    # Headers every new request in this dialog carries (not ACK): a security agreement's
+    # Security-Verify with Require/Proxy-Require (RFC 3329; the trunk's mediasec).
+    request_headers: tuple[tuple[str, str], ...] = ()
     state: DialogState = DialogState.EARLY
     protocol_errors: int = field(default=0, compare=False)
 
@@ -255,7 +258,12 @@ class Dialog:
         if self.local_seq > _MAX_CSEQ:
             raise SipError(500, "Server Internal Error", "local CSeq exhausted")
         return self._build(
-            method, self.local_seq, via=via, body=body, ctype=content_type, extra=headers
+            method,
+            self.local_seq,
+            via=via,
+            body=body,
+            ctype=content_type,
+            extra=(*self.request_headers, *headers),
         )
 
     def create_ack(

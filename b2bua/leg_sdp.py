@@ -12,6 +12,7 @@ the relay transcodes. Pure functions of the call's state; no I/O.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from b2bua import codec_policy
@@ -29,6 +30,8 @@ from b2bua.sdp_crypto import (
 
 if TYPE_CHECKING:  # call.py imports this module
     from b2bua.call import Call, LegState
+
+MEDIASEC_ATTRIBUTE = ("3ge2ae", "requested")
 
 
 def anchored_for_a(call: Call, body: bytes) -> bytes:
@@ -83,7 +86,24 @@ def set_keys(leg: LegState, keys: SrtpKeys | None) -> None:
 def offer_to(leg: LegState, sdp: SessionDescription) -> bytes:
     """Our offer on `leg`, with our crypto as its policy asks (keys kept on re-offers)."""
     secured, leg.srtp_offer = offer_for_leg(sdp, leg.srtp_policy, leg.srtp)
-    return secured.to_bytes()
+    return mediasec_marked(leg, secured).to_bytes()
+
+
+def mediasec_marked(leg: LegState, sdp: SessionDescription) -> SessionDescription:
+    """On a trunk leg under Telekom's mediasec, every stream with SDES keys also says
+    `a=3ge2ae:requested` (3GPP TS 24.229's end-to-access-edge indicator; Asterisk's
+    res_pjsip_sdp_rtp.c adds it to each SDES stream when security_negotiation is
+    mediasec). Other legs and plain streams are left as they are."""
+    if not leg.mediasec:
+        return sdp
+    media = tuple(
+        replace(m, attributes=(*m.attributes, MEDIASEC_ATTRIBUTE))
+        if any(name == "crypto" for name, _ in m.attributes)
+        and MEDIASEC_ATTRIBUTE not in m.attributes
+        else m
+        for m in sdp.media
+    )
+    return replace(sdp, media=media)
 
 
 def answer_keys(leg: LegState, sdp: SessionDescription) -> SrtpKeys | None:
@@ -98,4 +118,4 @@ def answer_to_a(call: Call, sdp: SessionDescription) -> bytes:
     ours = call.a.srtp.ours if call.a.srtp is not None else None
     secured, keys = secure_answer(sdp, call.a_offer, ours=ours)
     set_keys(call.a, keys)
-    return secured.to_bytes()
+    return mediasec_marked(call.a, secured).to_bytes()

@@ -134,6 +134,7 @@ def _answer_reinvite(
         return plain_profile(anchored).to_bytes()
     ours = here.srtp.ours if here.srtp is not None else None
     secured, keys = secure_answer(anchored, offer_sdp, ours=ours)
+    secured = leg_sdp.mediasec_marked(here, secured)
     leg_sdp.set_keys(here, keys)
     return secured.to_bytes()
 

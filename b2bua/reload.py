@@ -188,7 +188,11 @@ def _apply(
 ) -> None:
     switch = server.switch
     switch.config = new
+    learned = switch.router.mediasec
     switch.router = Router(new)
+    if learned is not None and switch.router.mediasec is not None:
+        # The trunk registration keeps learning into this object: keep sharing it.
+        switch.router.mediasec = learned
     switch.tollfraud.policies = toll_policies(new, switch.router)
     switch.registrar.set_extensions(new.extensions)
     now = server.runner.now()

@@ -39,11 +39,16 @@ After the decision the route is annotated (docs/operations.md, "Numbers"):
   the logs then say "withheld"; the caller is still asked for consent.
 - `e164`: the dialled number in E.164, for the toll-fraud rules.
 
-`presentation` decides what leg B shows as the caller: toward the trunk the configured
-trunk.caller_id in From, P-Asserted-Identity (RFC 3325) or P-Preferred-Identity, as
-trunk.identity_header says; a withheld caller stays anonymous in From (RFC 3325 section
-9.3: "Privacy: id" asks the trunk to keep the asserted identity to itself), except on an
-emergency call, where the number is always presented.
+`presentation` decides what leg B shows as the caller: toward the trunk the calling
+extension's own caller_id (its direct number, DDI), else trunk.caller_id, in From,
+P-Asserted-Identity (RFC 3325) or P-Preferred-Identity, as trunk.identity_header says;
+trunk.from_user, when set, is the From user instead (sipgate wants its SIP-ID there
+while P-Preferred-Identity presents the number: docs/carriers.md). A withheld caller
+stays anonymous in From (RFC 3325 section 9.3: "Privacy: id" asks the trunk to keep the
+asserted identity to itself), except on an emergency call, where the number is always
+presented. With trunk.mediasec, INVITEs to the trunk also carry the security agreement
+the trunk registration learned (trunk_registration.MediasecAgreement: Security-Verify,
+Require and Proxy-Require, as Asterisk's res_pjsip_rfc3329.c adds them to its calls).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from b2bua.errors import SipError
 from b2bua.headers import parse_address
 from b2bua.message import Request
 from b2bua.numbers import WITHHELD, NumberPlan
+from b2bua.trunk_registration import MediasecAgreement
 from b2bua.uri import URI, unescape
 
 __all__ = [
@@ -94,6 +100,7 @@ class Route:
     unrecorded: str | None = None  # "emergency" | "do_not_record": never asked nor recorded
     withheld: bool = False
     e164: str | None = None  # the dialled number in E.164, where it has one
+    caller_extension: str | None = None  # outbound: the authenticated extension calling
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,14 @@ class Router:
         self._groups = frozenset(group.number for group in config.groups)  # hunt groups
         self.plan = number_plan(config)
         self.record_emergency = config.numbers.record_emergency
+        # Each extension's direct number (DDI), presented instead of trunk.caller_id.
+        self._caller_ids = {
+            ext.number: ext.caller_id for ext in config.extensions if ext.caller_id is not None
+        }
+        # Learned by the trunk registration (trunk_registration.registration_for shares it).
+        self.mediasec: MediasecAgreement | None = (
+            MediasecAgreement() if self.trunk.mediasec else None
+        )
 
     def is_emergency_request(self, request: Request) -> bool:
         """A new INVITE to an emergency number (checked before authentication)."""
@@ -221,8 +236,20 @@ class Router:
                 unrecorded = "do_not_record"
         e164 = None if route.kind != "outbound" else self.plan.e164(route.dialled)
         return replace(
-            route, emergency=emergency, unrecorded=unrecorded, withheld=withheld, e164=e164
+            route,
+            emergency=emergency,
+            unrecorded=unrecorded,
+            withheld=withheld,
+            e164=e164,
+            # Only an outbound call presents the caller's number (caller_id_for).
+            caller_extension=authenticated_extension if route.kind == "outbound" else None,
         )
+
+    def caller_id_for(self, extension: str | None) -> str | None:
+        """The number an outbound call from `extension` presents: its own caller_id,
+        else trunk.caller_id (None: the caller's own From user)."""
+        own = self._caller_ids.get(extension) if extension is not None else None
+        return own or self.trunk.caller_id
 
     def presentation(self, route: Route, request: Request) -> Presentation:
         """Leg B's caller identity for `route` (see the module docstring)."""
@@ -236,7 +263,7 @@ class Router:
             if withheld:
                 return Presentation("anonymous", "Anonymous", (), label)
             return Presentation(user or "anonymous", caller.display_name, (), label)
-        number = self.trunk.caller_id or user or "anonymous"
+        number = self.caller_id_for(route.caller_extension) or user or "anonymous"
         host = self.trunk.host[0]
         identity = str(URI("sip", number, host=host))
         headers: list[tuple[str, str]] = []
@@ -244,10 +271,14 @@ class Router:
             headers.append(("P-Asserted-Identity", f"<{identity}>"))
         elif self.trunk.identity_header == "ppi":
             headers.append(("P-Preferred-Identity", f"<{identity}>"))
+        if self.mediasec is not None:
+            headers.extend(self.mediasec.verify_headers())
         if withheld:
+            # Sources are silent on trunk.from_user with CLIR: From stays anonymous.
             headers.append(("Privacy", "id"))
             return Presentation("anonymous", "Anonymous", tuple(headers), label)
-        return Presentation(number, caller.display_name, tuple(headers), label)
+        from_user = self.trunk.from_user or number
+        return Presentation(from_user, caller.display_name, tuple(headers), label)
 
     def _decide(
         self, request: Request, source_ip: str, authenticated_extension: str | None

@@ -52,7 +52,7 @@ from b2bua.transaction import (
     TransactionTimedOut,
 )
 from b2bua.trunk_monitor import TrunkMonitor, is_ip_literal
-from b2bua.trunk_registration import TrunkRegistration
+from b2bua.trunk_registration import TrunkRegistration, registration_for
 from b2bua.uri import URI
 from b2bua.validate import DEFAULT_CONTENT_TYPES, RequestRejectedError, check_request
 
@@ -126,6 +126,7 @@ class Switch:
             interval_s=trunk.keepalive_s,
             transport=trunk.transport.upper(),
             failover=trunk.failover_hosts,
+            headers=self._trunk_dialog_headers,
         )
         if is_ip_literal(trunk.host[0]):
             self.trunk_monitor.set_primary([trunk.host], 0.0)
@@ -497,6 +498,8 @@ class Switch:
                 hunt=hunt,
                 office_extension=office_user,
                 a_wideband=route.kind != "inbound" and is_wideband(self.config, extension),
+                trunk_headers=self._trunk_dialog_headers(),
+                mediasec=self.router.mediasec is not None,
             )
         except SipError as exc:
             self.stats.calls_rejected += 1
@@ -569,13 +572,9 @@ class Switch:
         self._registration_pending = registrar is None
         if registrar is None:
             return  # set_trunk_targets starts it when DNS has answered
-        self.trunk_registration = TrunkRegistration(
-            registrar,
-            trunk.realm or trunk.host[0],
-            trunk.username,
-            trunk.password,
-            self.local,
-            expires=trunk.register_expires_s,
+        # contact_user and mediasec (shared with the router) come with the trunk config.
+        self.trunk_registration = registration_for(
+            trunk, registrar, self.local, self.router.mediasec
         )
         self._send_registration(self.trunk_registration.start(now), now)
 
@@ -615,6 +614,13 @@ class Switch:
             pause_code=rec.pause_code,
             not_asked_note=unrecorded,
         )
+
+    def _trunk_dialog_headers(self) -> tuple[tuple[str, str], ...]:
+        """What every in-dialog request to the trunk carries: the mediasec agreement once
+        learned (as Asterisk's res_pjsip_rfc3329 adds Security-Verify to a session's
+        requests), else nothing."""
+        agreement = self.router.mediasec
+        return () if agreement is None else agreement.verify_headers()
 
     def _caller_srtp(self, kind: str, extension: str | None) -> str:
         """SRTP policy of the caller's leg: the trunk's inbound, the extension's else."""

@@ -32,7 +32,7 @@ import enum
 import ipaddress
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from b2bua.headers import Address, Headers, Via
@@ -99,8 +99,12 @@ class TrunkMonitor:
         interval_s: float,
         transport: str = "UDP",
         failover: Sequence[Addr] = (),
+        headers: Callable[[], Sequence[tuple[str, str]]] = tuple,
     ) -> None:
         self.domain = domain  # Request-URI host of the probes (the trunk's name)
+        # Extra headers of each probe, asked for when it is built: the mediasec
+        # agreement's Security-Verify once learned (Asterisk sends it on OPTIONS too).
+        self._headers = headers
         self.interval_s = interval_s
         self.transport = transport.upper()
         self._primary: tuple[Addr, ...] = ()
@@ -255,6 +259,7 @@ class TrunkMonitor:
             ("Call-ID", secrets.token_hex(12) + "@b2bua"),
             ("CSeq", f"{self._cseq} OPTIONS"),
             ("Accept", "application/sdp"),
+            *self._headers(),
         ]
         # The Request-URI names the server probed, so a carrier that hosts many
         # domains on one address can still tell which one we mean by the To header.

@@ -280,6 +280,19 @@ class Router:
         from_user = self.trunk.from_user or number
         return Presentation(from_user, caller.display_name, tuple(headers), label)
 
+    def forwarded_headers(self, route: Route) -> tuple[tuple[str, str], ...]:
+        """Extra headers of an inbound call that a hunt group forwards out to the trunk
+        (its fallback number): RFC 5806 Diversion naming the number the caller dialled,
+        in E.164 where it can be normalised (carriers take a forwarded caller's foreign
+        number when a Diversion names one of the trunk's own numbers; docs/carriers.md),
+        with reason no-answer (the group did not answer), and the mediasec agreement."""
+        number = self.plan.e164(route.dialled) or route.dialled
+        diverting = URI("sip", number, host=self.trunk.host[0])
+        headers = [("Diversion", f"<{diverting}>;reason=no-answer;counter=1")]
+        if self.mediasec is not None:
+            headers.extend(self.mediasec.verify_headers())
+        return tuple(headers)
+
     def _decide(
         self, request: Request, source_ip: str, authenticated_extension: str | None
     ) -> Route:

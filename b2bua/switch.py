@@ -471,11 +471,14 @@ class Switch:
         shown = self.router.presentation(route, request)
 
         def present(t: Target) -> Target:
+            headers = shown.headers
+            if hunt is not None and route.kind == "inbound" and self._to_trunk(t):
+                headers = (*headers, *self.router.forwarded_headers(route))
             return replace(
                 t,
                 from_user=shown.from_user,
                 from_display=shown.display_name,
-                extra_headers=shown.headers,
+                extra_headers=headers,
                 caller_label=shown.caller_label,
             )
 
@@ -614,6 +617,10 @@ class Switch:
             pause_code=rec.pause_code,
             not_asked_note=unrecorded,
         )
+
+    def _to_trunk(self, target: Target) -> bool:
+        """Whether `target` leaves through the trunk (not one of our extensions)."""
+        return self.config.extension(target.to_user) is None
 
     def _trunk_dialog_headers(self) -> tuple[tuple[str, str], ...]:
         """What every in-dialog request to the trunk carries: the mediasec agreement once

@@ -210,3 +210,35 @@ def test_nobody_answers_in_consent_mode_plays_prompt_then_bye(tmp_path: Path) ->
     assert played[0] == "consent" and played[-1] == "noanswer"
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs
+
+
+def test_fallback_out_to_the_trunk_carries_diversion(tmp_path: Path) -> None:
+    # The trunk's calls come from 127.0.0.2 (any port); its host, where the forwarded
+    # call goes, is a second SIPp on 127.0.0.2 playing the carrier.
+    p1, caller_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    carrier_port = free_port("127.0.0.2")
+    config = hunt_office(
+        tmp_path,
+        carrier_port,
+        {"1000": p1},
+        'members = ["1000"]\nring_s = 1\nfallback = "030123456"',
+    )
+    carrier = [
+        "-sf", str(SIPP_DIR / "hunt_fallback_carrier_uas.xml"), "-i", "127.0.0.2",
+        "-p", str(carrier_port), "-mp", str(free_port("127.0.0.2")), "-rtp_echo", "-m", "1",
+    ]  # fmt: skip
+
+    async def body() -> tuple[Any, Any, Any]:
+        server = await start_server(load_config(config))
+        try:
+            member = asyncio.create_task(run_sipp(phone(p1, "phone_ring_cancel.xml"), timeout=25))
+            forwarded = asyncio.create_task(run_sipp(carrier, timeout=25))
+            await asyncio.sleep(0.3)
+            result = await run_sipp(
+                trunk(server, caller_port, SIPP_DIR / "trunk_uac.xml"), timeout=25
+            )
+            return result, await asyncio.wait_for(member, 15), await asyncio.wait_for(forwarded, 15)
+        finally:
+            await server.close()
+
+    _ok(*run_async(body, timeout=70))

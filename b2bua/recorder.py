@@ -22,7 +22,9 @@ batches of ``batch_s`` (100 ms): DTMF analysis costs mostly per call, not per sa
 the file only grows in 64 KiB chunks anyway. ``mixer.pull(now)`` gives aligned int16
 stereo frames up to ``now`` minus the mixer's jitter delay -> optional in-band DTMF
 muting per channel (``DtmfMuter``, which delays both channels by the same amount so they
-stay aligned) -> ``writer.write_frames``.
+stay aligned) -> ``writer.write_frames``. ``tick_recorders`` does the same for several
+recorders at once, with one numpy pass for all their channels' DTMF screening (the
+recording hub's batches; numpy's per-call overhead is most of that work's cost).
 ``pause``/``resume`` silence both channels in the file (the time line keeps running, so
 the file length still matches the call) and are listed in the result.
 
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from media.dtmf import EVENT_DIGITS, DtmfMuter
+from media.dtmf import EVENT_DIGITS, DtmfMuter, MuterOutput, feed_muters
 from media.g722 import new_decoder_8k
 from media.mixer import LEFT, RIGHT, MixerStats, StereoMixer
 from media.writer import EncryptedWavWriter, WriterResult
@@ -67,6 +69,7 @@ __all__ = [
     "RecorderStateError",
     "RecordingResult",
     "RecordingWriter",
+    "tick_recorders",
 ]
 
 log = logging.getLogger("b2bua.recorder")
@@ -427,13 +430,16 @@ class CallRecorder:
 
     def tick(self, now: float) -> None:
         """Write the audio that is due (every ~20 ms); a no-op unless recording."""
+        tick_recorders((self,), now)
+
+    def _due_frames(self, now: float) -> Int16Array | None:
+        """The mixer's frames up to ``now`` if a batch is due, else None."""
         if not self.active or now < self._next_pull:
-            return
+            return None
         self._next_pull = now + self._batch
         assert self._mixer is not None
         frames = self._mixer.pull(now)
-        if frames.shape[0]:
-            self._write(self._mute(frames, now, final=False), now)
+        return frames if frames.shape[0] else None
 
     def _drain(self, now: float) -> Int16Array:
         assert self._mixer is not None
@@ -443,13 +449,19 @@ class CallRecorder:
     def _mute(self, frames: Int16Array, now: float, *, final: bool) -> Int16Array:
         if self._muters is None:
             return frames
+        outputs = feed_muters(self._muters, (frames[:, LEFT], frames[:, RIGHT]), now)
+        return self._muted(outputs, now, final=final)
+
+    def _muted(self, outputs: Sequence[MuterOutput], now: float, *, final: bool) -> Int16Array:
+        """Both channels' muter outputs as stereo frames; in-band digits reported."""
+        assert self._muters is not None
         columns = []
-        for side, muter in enumerate(self._muters):
-            out, pressed = muter.feed(frames[:, side], now)
+        for side, (muter, (out, pressed)) in enumerate(zip(self._muters, outputs, strict=True)):
             if final:
                 tail, _ = muter.flush()
-                out = np.concatenate((out, tail))
-            columns.append(out)
+                columns.append(np.concatenate((out, tail)))
+            else:
+                columns.append(out)
             for d in pressed:
                 self._report(DigitEvent(side, d.digit, now, "inband"))
         muted: Int16Array = np.column_stack(columns).astype(np.int16, copy=False)
@@ -512,3 +524,25 @@ class CallRecorder:
             mixer=stats,
             digits=tuple(self.digits),
         )
+
+
+def tick_recorders(recorders: Sequence[CallRecorder], now: float) -> None:
+    """``tick(now)`` of each recorder, the in-band DTMF muting of all of them in one pass.
+
+    Muting costs mostly numpy's per-call overhead, not arithmetic: screening the channels
+    of many calls at once (``media.dtmf.feed_muters``) is what lets one core record many
+    calls. The results are those of ticking each recorder alone.
+    """
+    due = [(r, f) for r in recorders if (f := r._due_frames(now)) is not None]
+    muting = [(r, f) for r, f in due if r._muters is not None]
+    if muting:
+        muters = [m for r, _ in muting for m in r._muters or ()]
+        blocks = [f[:, side] for _, f in muting for side in (LEFT, RIGHT)]
+        outputs = feed_muters(muters, blocks, now)
+        muted = {
+            id(r): r._muted(outputs[2 * k : 2 * k + 2], now, final=False)
+            for k, (r, _) in enumerate(muting)
+        }
+        due = [(r, muted.get(id(r), f)) for r, f in due]
+    for r, frames in due:
+        r._write(frames, now)

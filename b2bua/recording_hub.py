@@ -3,12 +3,27 @@
 Theory of operation: the switch and its calls are sans-I/O; this hub is the adapter that
 does their media work off the forwarding path. One asyncio task ticks every 20 ms over
 all calls (`CallMedia`): it drains the call's relay tap, feeds the recorder (which reports
-RFC 4733 digits and, while recording, writes the stereo file), runs an in-band DTMF
-detector on the external party's audio while consent is being asked, and paces the
-announcement frames into the external leg. Digits and "prompt finished" go back to the
-switch as `HubEvent`s through `on_event`, which queues them for the switch's next timer
-run (the switch never sees this module's clock: it gets `now` from its runner, which
-uses the same loop clock).
+RFC 4733 digits), runs an in-band DTMF detector on the external party's audio while
+consent is being asked, and paces the announcement frames into the external leg.
+
+The forwarding shares this event loop, so a tick must never hold it for long:
+  * the costly recording step (mixer pull, DTMF muting, encryption, file write) runs for
+    a call only on every `RECORD_EVERY`-th tick, on the call's *phase* (given round robin
+    when the call opens), so each tick does that work for 1/`RECORD_EVERY` of the calls
+    and each call writes `RECORD_EVERY` x 20 ms of audio at a time (the mixer places
+    frames by RTP timestamp and arrival, so a later pull loses nothing);
+  * a call that only records (consent given, no prompt playing) is visited every
+    `FEED_EVERY`-th tick: its RFC 4733 digits (a withdrawal) are reported within 40 ms
+    instead of 20; while consent is asked every call is visited on every tick;
+  * the calls of one tick are worked through in slices of at most `SLICE_S` (loop
+    clock); between slices the task yields to the loop, so the relay's sockets are read
+    and forwarded meanwhile instead of waiting for the whole tick;
+  * the recording steps of up to `RECORD_BATCH` calls of a slice run together
+    (`tick_recorders`): their in-band DTMF screening is one numpy pass.
+
+Digits and "prompt finished" go back to the switch as `HubEvent`s through `on_event`,
+which queues them for the switch's next timer run (the switch never sees this module's
+clock: it gets `now` from its runner, which uses the same loop clock).
 
 The catalog row of a call is written here too: created when the call reaches the
 consent step, then consent, recording start and end. The recording process only holds
@@ -30,7 +45,14 @@ import numpy as np
 
 from b2bua.archive.catalog import Catalog
 from b2bua.consent import ConsentRecord
-from b2bua.recorder import LEFT, RIGHT, CallRecorder, DigitEvent, RecordingResult
+from b2bua.recorder import (
+    LEFT,
+    RIGHT,
+    CallRecorder,
+    DigitEvent,
+    RecordingResult,
+    tick_recorders,
+)
 from media.announcement import Prompt, PromptPlayer, load_prompt, shipped_prompt
 from media.dtmf import InbandDtmfDetector
 from media.g711 import decoder_for, encoder_for
@@ -41,6 +63,10 @@ log = logging.getLogger("b2bua.recording")
 
 PROMPT_NAMES = ("consent", "announce", "thanks", "goodbye", "stopped", "noanswer")
 TICK_S = 0.02
+RECORD_EVERY = 6  # ticks between a call's recording steps: 120 ms of audio per step
+FEED_EVERY = 2  # ticks between visits of a call that only records (40 ms; digits wait)
+SLICE_S = 0.002  # longest run of hub work before the relay gets the loop back
+RECORD_BATCH = 8  # recording steps done together (one numpy pass for their DTMF muting)
 
 
 @dataclass(frozen=True)
@@ -78,6 +104,7 @@ class CallMedia:
     recording_path: Path | None = None
     result: RecordingResult | None = None
     formats: dict[int, MediaFormat] = field(default_factory=dict)  # as assigned, per side
+    phase: int = 0  # the tick (modulo RECORD_EVERY) of this call's recording step
 
 
 class RecordingHub:
@@ -105,6 +132,9 @@ class RecordingHub:
         self.consent_outcomes: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticks = 0  # ticks run so far: which phase records on this one
+        self._next_phase = 0
+        self.slices = 0  # times a tick yielded to the loop between calls (metrics, tests)
 
     @property
     def prompt_sha256(self) -> dict[str, str]:
@@ -130,15 +160,52 @@ class RecordingHub:
         while True:
             next_tick += TICK_S
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
-            now = loop.time()
-            if now - next_tick > 10 * TICK_S:
-                next_tick = now  # fell far behind (a stall): do not burst to catch up
-            for media in list(self.calls.values()):
-                try:
-                    self._tick(media, now)
-                except Exception:
-                    # One call's media bug must not stop the others' recordings.
-                    log.exception("event=media_tick_error call=%s", media.call_id)
+            if loop.time() - next_tick > 10 * TICK_S:
+                next_tick = loop.time()  # fell far behind (a stall): do not burst to catch up
+            await self.run_tick()
+
+    async def run_tick(self) -> None:
+        """One tick over all calls, in slices of at most `SLICE_S` (see the module doc)."""
+        assert self._loop is not None
+        clock = self._loop.time
+        tick = self._ticks
+        self._ticks += 1
+        slice_end = clock() + SLICE_S
+        batch: list[CallMedia] = []
+        for media in list(self.calls.values()):
+            if self.calls.get(media.call_id) is not media:
+                continue  # ended while this tick yielded
+            step = (tick - media.phase) % RECORD_EVERY
+            if step % FEED_EVERY and _recording_only(media):
+                continue  # nothing urgent: its packets wait in the tap for the next visit
+            try:
+                # A fresh time per call: a later slice must not work with a stale one.
+                self._tick(media, clock(), record=False)
+            except Exception:
+                # One call's media bug must not stop the others' recordings.
+                log.exception("event=media_tick_error call=%s", media.call_id)
+            else:
+                if step == 0 and media.recorder.active:
+                    batch.append(media)
+            over = clock() >= slice_end
+            if batch and (over or len(batch) >= RECORD_BATCH):
+                self._record(batch, clock())  # before any yield: the calls are still live
+                batch = []
+            if over:
+                self.slices += 1
+                await asyncio.sleep(0)  # let the relay read and forward what is waiting
+                slice_end = clock() + SLICE_S
+        if batch:
+            self._record(batch, clock())
+
+    def _record(self, batch: list[CallMedia], now: float) -> None:
+        """The recording step of a few calls, their in-band DTMF screening in one pass."""
+        try:
+            tick_recorders([media.recorder for media in batch], now)
+        except Exception:
+            log.exception(
+                "event=media_tick_error calls=%s", ",".join(media.call_id for media in batch)
+            )
 
     # -- per call ---------------------------------------------------------------------
     def open_call(
@@ -166,9 +233,14 @@ class RecordingHub:
             CallRecorder(
                 call_id,
                 mute_inband_dtmf=self.mute_inband_dtmf,
+                # The hub decides when a call records (its phase); the recorder pulls
+                # whenever asked, unless asked again within half a hub period.
+                batch_s=RECORD_EVERY * TICK_S / 2,
                 on_digit=lambda d: self._digit(call_id, d),
             ),
+            phase=self._next_phase,
         )
+        self._next_phase = (self._next_phase + 1) % RECORD_EVERY  # round robin: even load
         media.recorder.assign_leg(external.leg_id, LEFT, external.fmt)
         media.formats[LEFT] = external.fmt
         external.tap = media.tap
@@ -275,7 +347,7 @@ class RecordingHub:
         return result
 
     # -- the tick ---------------------------------------------------------------------
-    def _tick(self, media: CallMedia, now: float) -> None:
+    def _tick(self, media: CallMedia, now: float, *, record: bool = True) -> None:
         # A leg's format is final only after its SDP answer (and may change on a
         # re-INVITE): keep the recorder's decoders in step, compared per tick.
         for side, leg in ((LEFT, media.external), (RIGHT, media.office)):
@@ -286,7 +358,8 @@ class RecordingHub:
             if media.detector is not None and leg_id == media.external.leg_id:
                 self._detect_inband(media, packets, now)
             media.recorder.feed(packets)
-        media.recorder.tick(now)
+        if record:
+            media.recorder.tick(now)
         player = media.player
         if player is not None:
             for frame in player.frames_due(now):
@@ -327,6 +400,11 @@ class RecordingHub:
         if self._loop is None:
             return loop_time
         return time.time() - (self._loop.time() - loop_time)
+
+
+def _recording_only(media: CallMedia) -> bool:
+    """Recording and nothing else: no prompt to pace, no consent digit to listen for."""
+    return media.player is None and media.detector is None and media.recorder.active
 
 
 def _drain(tap: BoundedTap) -> list[Any]:

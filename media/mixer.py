@@ -34,8 +34,9 @@ recently seen extended numbers rejects duplicates. RFC 4733 telephone-event pack
 consume sequence numbers (so they are not counted as losses) but are never decoded.
 
 Work split. ``push`` is O(1): bookkeeping and a tuple appended to a bounded pending
-list; it never decodes. ``pull`` (every ~20 ms tick) decodes the pending payloads,
-writes each into a fixed ring buffer per leg by numpy slice assignment, then emits all
+list; it never decodes. ``pull`` (every ~20-100 ms) decodes the pending payloads,
+writes each into a fixed ring buffer per leg by numpy slice assignment (back-to-back
+G.711 packets as one run: one decode and one write for the whole batch), then emits all
 samples up to ``now - jitter_s`` for both legs. Memory per call is the two rings, a
 bounded pending list and a bounded dedup table; nothing grows with call length.
 
@@ -75,6 +76,11 @@ _RETIRED_SSRCS = 4
 _RETIRE_S = 2.0  # how long packets of a replaced SSRC count as stragglers
 _NO_FLOOR = -(2**62)
 _FOREVER = 2**62
+
+
+# Stateless decoders giving one sample per payload byte: consecutive packets may be
+# decoded as one run (see ``_place_pending``).
+_ONE_SAMPLE_PER_BYTE: tuple[Decoder, ...] = (decode_alaw, decode_ulaw)
 
 
 def default_decoders() -> dict[int, Decoder]:
@@ -490,40 +496,67 @@ class StereoMixer:
         return round((t - self._t0) * self._sr)
 
     def _place_pending(self, st: _Leg) -> None:
+        pending = st.pending
+        count = len(pending)
+        i = 0
+        while i < count:
+            start, epoch, decoder, pt, payload = pending[i]
+            j = i + 1
+            if decoder in _ONE_SAMPLE_PER_BYTE:
+                # Back-to-back G.711 packets of one epoch (the usual case) are one run:
+                # decoded and written once. The same samples land where packet by
+                # packet they would, and the trim bounds are the run's: same result.
+                end = start + len(payload)
+                while j < count:
+                    nxt = pending[j]
+                    if nxt[0] != end or nxt[1] is not epoch or nxt[2] is not decoder:
+                        break
+                    if nxt[3] != pt:
+                        break
+                    end += len(nxt[4])
+                    j += 1
+                if j > i + 1:
+                    payload = b"".join([item[4] for item in pending[i:j]])
+            self._place(st, start, epoch, decoder, pt, payload)
+            i = j
+        pending.clear()
+
+    def _place(
+        self, st: _Leg, start: int, epoch: _Epoch, decoder: Decoder, pt: int, payload: bytes
+    ) -> None:
+        """Decode one packet (or run) and write it into the leg's ring, trimmed to bounds."""
         ring = self._ring
-        for start, epoch, decoder, pt, payload in st.pending:
-            try:
-                pcm = decoder(payload)
-                if not (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1):
-                    pcm = np.asarray(pcm).astype(np.int16).reshape(-1)
-            except (ValueError, TypeError):
-                st.unplayable += 1
-                continue
-            n = pcm.shape[0]
-            if n == 0:
-                st.unplayable += 1
-                continue
-            # Learnt per payload type: lets push estimate a packet's end without decoding.
-            st.samples_per_byte[pt] = n / len(payload)
-            lo = max(self._out, epoch.floor)
-            hi = self._out + ring
-            if epoch.successor is not None:
-                hi = min(hi, epoch.successor.floor)
-            s, e = max(start, lo), min(start + n, hi)
-            if e <= s:
-                st.trimmed += n
-                continue
-            st.trimmed += n - (e - s)
-            data = pcm[s - start : e - start]
-            i = s % ring
-            k = min(e - s, ring - i)
-            st.buf[i : i + k] = data[:k]
-            st.mask[i : i + k] = True
-            if k < e - s:
-                st.buf[: e - s - k] = data[k:]
-                st.mask[: e - s - k] = True
-            st.placed_end = max(st.placed_end, e)
-        st.pending.clear()
+        try:
+            pcm = decoder(payload)
+            if not (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1):
+                pcm = np.asarray(pcm).astype(np.int16).reshape(-1)
+        except (ValueError, TypeError):
+            st.unplayable += 1
+            return
+        n = pcm.shape[0]
+        if n == 0:
+            st.unplayable += 1
+            return
+        # Learnt per payload type: lets push estimate a packet's end without decoding.
+        st.samples_per_byte[pt] = n / len(payload)
+        lo = max(self._out, epoch.floor)
+        hi = self._out + ring
+        if epoch.successor is not None:
+            hi = min(hi, epoch.successor.floor)
+        s, e = max(start, lo), min(start + n, hi)
+        if e <= s:
+            st.trimmed += n
+            return
+        st.trimmed += n - (e - s)
+        data = pcm[s - start : e - start]
+        i = s % ring
+        k = min(e - s, ring - i)
+        st.buf[i : i + k] = data[:k]
+        st.mask[i : i + k] = True
+        if k < e - s:
+            st.buf[: e - s - k] = data[k:]
+            st.mask[: e - s - k] = True
+        st.placed_end = max(st.placed_end, e)
 
     def _take(self, arr: npt.NDArray[np.generic], a: int, n: int) -> npt.NDArray[np.generic]:
         """Copy of ring ``arr`` over absolute indices [a, a + n), n <= ring size."""

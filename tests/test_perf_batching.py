@@ -1,0 +1,236 @@
+"""The batched recording paths give exactly what the one-at-a-time paths give.
+
+Three shortcuts of the recording hot path are checked against the plain computation:
+the mixer's decoding of back-to-back G.711 packets as one run, the DTMF screen shared by
+many detectors (``feed_detectors`` / ``feed_muters``), and ``tick_recorders`` for
+several calls at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import media.mixer
+from b2bua.recorder import LEFT, RIGHT, CallRecorder, tick_recorders
+from media.dtmf import (
+    DtmfDigit,
+    DtmfMuter,
+    InbandDtmfDetector,
+    _product,
+    feed_detectors,
+    feed_muters,
+    tone,
+)
+from media.g711 import encode_alaw, encode_ulaw
+from media.mixer import StereoMixer
+from media.writer import WriterResult
+from rtp.relay import MediaFormat, TapPacket
+
+Int16Array = npt.NDArray[np.int16]
+FRAME = 160
+
+
+def _speech_like(rng: np.random.Generator, n: int) -> Int16Array:
+    """Noise with tones of random digits at random places (some too short to count)."""
+    out = rng.normal(0, 800, n)
+    pos = 0
+    while pos < n:
+        pos += int(rng.integers(200, 3000))
+        length = int(rng.integers(100, 900))
+        if pos + length < n:
+            digit = "0123456789*#ABCD"[int(rng.integers(16))]
+            out[pos : pos + length] += tone(digit, length / 8000, -12.0)
+        pos += length
+    clipped: Int16Array = np.clip(out, -32768, 32767).astype(np.int16)
+    return clipped
+
+
+def _digits(found: Sequence[DtmfDigit]) -> list[tuple[str, int, float | None]]:
+    return [(d.digit, d.start_sample, d.at) for d in found]
+
+
+# -- mixer: G.711 runs ---------------------------------------------------------------
+
+
+def _mix(
+    packets: list[tuple[int, dict[str, Any]]], pulls: Sequence[float]
+) -> tuple[Int16Array, Any]:
+    mixer = StereoMixer(start=0.0)
+    out = []
+    k = 0
+    for now in pulls:
+        while k < len(packets) and packets[k][1]["arrival"] <= now:
+            leg, fields = packets[k]
+            mixer.push(leg, **fields)
+            k += 1
+        out.append(mixer.pull(now))
+    out.append(mixer.flush())
+    return np.concatenate(out), mixer.stats
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixer_runs_place_what_packet_by_packet_places(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    packets: list[tuple[int, dict[str, Any]]] = []
+    for leg, pt, encode in ((LEFT, 0, encode_ulaw), (RIGHT, 8, encode_alaw)):
+        ssrc, seq, ts = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(32)
+        for i in range(400):
+            if rng.random() < 0.05:
+                continue  # lost
+            if rng.random() < 0.01:
+                ssrc, ts = rng.getrandbits(32), rng.getrandbits(32)  # new source
+            if rng.random() < 0.01:
+                ts += 8000  # timestamp jump
+            pcm = np.full(FRAME, (i * 37) % 2000 - 1000, dtype=np.int16)
+            fields = {
+                "ssrc": ssrc,
+                "seq": (seq + i) & 0xFFFF,
+                "timestamp": (ts + i * FRAME) & 0xFFFFFFFF,
+                "payload_type": pt,
+                "payload": encode(pcm)[: rng.choice((FRAME, FRAME, FRAME, 80))],
+                "arrival": i * 0.02 + rng.random() * rng.choice((0.001, 0.03, 0.15)),
+            }
+            packets.append((leg, fields))
+            if rng.random() < 0.02:
+                packets.append((leg, dict(fields)))  # duplicate
+    packets.sort(key=lambda item: item[1]["arrival"])
+    pulls = [0.02 * k * rng.choice((1, 5)) for k in range(1, 500)]
+    pulls = sorted({p for p in pulls if p < 9.0})
+    runs, run_stats = _mix(packets, pulls)
+    monkeypatch.setattr(media.mixer, "_ONE_SAMPLE_PER_BYTE", ())
+    single, single_stats = _mix(packets, pulls)
+    assert runs.shape == single.shape and runs.shape[0] > 0
+    assert np.array_equal(runs, single)
+    assert run_stats == single_stats
+
+
+# -- DTMF: one screen for many detectors -------------------------------------------------
+
+
+def test_shared_screen_finds_what_each_detector_finds_alone() -> None:
+    rng = np.random.default_rng(7)
+    signals = [_speech_like(rng, 8000 * 6) for _ in range(5)]
+    alone = [InbandDtmfDetector() for _ in signals]
+    shared = [InbandDtmfDetector() for _ in signals]
+    # One detector with other thresholds: it can not share the others' screen.
+    alone.append(InbandDtmfDetector(min_level_dbm0=-20.0))
+    shared.append(InbandDtmfDetector(min_level_dbm0=-20.0))
+    signals.append(signals[0])
+    found_alone: list[list[tuple[str, int, float | None]]] = [[] for _ in signals]
+    found_shared: list[list[tuple[str, int, float | None]]] = [[] for _ in signals]
+    pos = 0
+    step = 0
+    while pos < len(signals[0]):
+        size = int(rng.choice((37, 160, 800, 1200)))
+        blocks = [s[pos : pos + size] for s in signals]
+        for i, (det, block) in enumerate(zip(alone, blocks, strict=True)):
+            found_alone[i] += _digits(det.feed(block, float(step)))
+        for i, got in enumerate(feed_detectors(shared, blocks, float(step))):
+            found_shared[i] += _digits(got)
+        pos += size
+        step += 1
+    assert found_shared == found_alone
+    assert sum(len(f) for f in found_alone) >= 10  # the signals do hold digits
+
+
+def test_shared_muting_mutes_what_each_muter_mutes_alone() -> None:
+    rng = np.random.default_rng(11)
+    signals = [_speech_like(rng, 8000 * 4) for _ in range(4)]
+    alone = [DtmfMuter(8000) for _ in signals]
+    shared = [DtmfMuter(8000) for _ in signals]
+    out_alone: list[list[Int16Array]] = [[] for _ in signals]
+    out_shared: list[list[Int16Array]] = [[] for _ in signals]
+    for pos in range(0, len(signals[0]), 800):
+        blocks = [s[pos : pos + 800] for s in signals]
+        for i, (muter, block) in enumerate(zip(alone, blocks, strict=True)):
+            out_alone[i].append(muter.feed(block, 1.0)[0])
+        for i, (out, _) in enumerate(feed_muters(shared, blocks, 1.0)):
+            out_shared[i].append(out)
+    for a, b in zip(out_alone, out_shared, strict=True):
+        assert np.array_equal(np.concatenate(a), np.concatenate(b))
+    muted = sum(int(np.count_nonzero(np.concatenate(a) == 0)) for a in out_alone)
+    assert muted > 8000  # tones were found and muted
+
+
+def test_product_in_blocks_equals_one_product() -> None:
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(160, 16))
+    for rows in (1, 127, 128, 129, 1000):
+        frames = rng.normal(size=(rows, 160))
+        assert np.allclose(_product(frames, matrix), frames @ matrix, rtol=1e-12, atol=1e-12)
+
+
+# -- recorder: several calls ticked at once ---------------------------------------------
+
+
+class MemoryWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.frames: list[Int16Array] = []
+
+    def write_frames(self, frames: Int16Array) -> None:
+        self.frames.append(frames.copy())
+
+    def close(self) -> WriterResult:
+        return WriterResult(self.path, sum(len(f) for f in self.frames), 1, "00" * 32, False)
+
+    def abort_truncated(self) -> WriterResult:
+        return self.close()
+
+
+def _recorders(count: int) -> tuple[list[CallRecorder], list[MemoryWriter]]:
+    writers: list[MemoryWriter] = []
+
+    def factory(path: Path, _r: Sequence[str], _m: Mapping[str, Any] | None) -> MemoryWriter:
+        writers.append(MemoryWriter(path))
+        return writers[-1]
+
+    fmt = MediaFormat(8, "PCMA", 101)
+    recorders = []
+    for k in range(count):
+        rec = CallRecorder(f"c{k}", batch_s=0.05, writer_factory=factory)
+        rec.assign_leg(f"a{k}", LEFT, fmt)
+        rec.assign_leg(f"b{k}", RIGHT, fmt)
+        rec.start(0.0, Path(f"c{k}.wav.age"), ())
+        recorders.append(rec)
+    return recorders, writers
+
+
+def test_ticking_recorders_together_writes_what_ticking_each_writes() -> None:
+    rng = np.random.default_rng(5)
+    calls = 5
+    audio = {(k, leg): _speech_like(rng, 8000 * 5) for k in range(calls) for leg in "ab"}
+    apart, apart_writers = _recorders(calls)
+    together, together_writers = _recorders(calls)
+    for i in range(audio[(0, "a")].shape[0] // FRAME):
+        t = 0.01 + i * 0.02
+        for k in range(calls):
+            for leg in "ab":
+                payload = encode_alaw(audio[(k, leg)][i * FRAME : (i + 1) * FRAME])
+                pkt = TapPacket(f"{leg}{k}", t, i, i * FRAME, 7, 8, False, payload)
+                apart[k].feed([pkt])
+                together[k].feed([pkt])
+        if i % 5 == 4:
+            for rec in apart:
+                rec.tick(t + 0.001)
+            tick_recorders(together, t + 0.001)
+    for rec in apart + together:
+        rec.stop(5.5)
+    for k in range(calls):
+        a = np.concatenate(apart_writers[k].frames)
+        b = np.concatenate(together_writers[k].frames)
+        assert a.shape[0] > 8000 * 4
+        assert np.array_equal(a, b)
+        assert [(d.side, d.digit, d.at) for d in apart[k].digits] == [
+            (d.side, d.digit, d.at) for d in together[k].digits
+        ]
+    assert any(rec.digits for rec in apart)  # in-band digits were seen (and muted)

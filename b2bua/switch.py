@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -102,6 +103,10 @@ class Switch:
         self.stats = SwitchStats()
         self.wakeup: Callable[[], None] | None = None
         self.calls: dict[str, Call] = {}  # by our call id
+        # Running calls per caller address (the guard's per-source limit), kept as calls
+        # start and end so that screening an INVITE does not scan every call.
+        self._calls_from: Counter[str] = Counter()
+        self._call_source: dict[str, str] = {}
         self._by_call_id: dict[str, tuple[Call, Side]] = {}  # A's and B's Call-IDs
         self._by_key: dict[str, tuple[Call, Side]] = {}  # client transactions
         self._by_invite_key: dict[str, Call] = {}  # A's INVITE server transactions
@@ -182,7 +187,7 @@ class Switch:
             return Verdict.ALLOW
         from_source = 0
         if new_dialog and method == "INVITE":
-            from_source = sum(1 for c in self.calls.values() if c.a.peer[0] == ip)
+            from_source = self._calls_from[ip]
         return self.guard.screen(
             ip,
             now,
@@ -511,6 +516,8 @@ class Switch:
             return
         self.stats.calls_started += 1
         self.calls[call.id] = call
+        self._call_source[call.id] = source[0]
+        self._calls_from[source[0]] += 1
         self._touched.add(call.id)
         self._bind(call, request.call_id, Side.A)
         self._bind(call, call.b_call_id, Side.B)
@@ -695,6 +702,11 @@ class Switch:
 
     def _call_ended(self, call: Call, now: float) -> None:
         self.calls.pop(call.id, None)
+        source = self._call_source.pop(call.id, None)
+        if source is not None:
+            self._calls_from[source] -= 1
+            if self._calls_from[source] <= 0:
+                del self._calls_from[source]
         for call_id in self._call_ids.pop(call.id, set()):
             owner = self._by_call_id.get(call_id)
             if owner is not None and owner[0] is call:

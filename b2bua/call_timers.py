@@ -5,10 +5,11 @@ when its INVITE arrived (session_timer.uas_negotiate, 422 when too small) and st
 with our 2xx; leg B's comes from the 2xx to our INVITE (uac_negotiate). Each leg
 remembers when it was last refreshed. When we are a leg's refresher, at half the
 interval we send a re-INVITE with the SDP we last sent on that leg (unchanged, same
-o= version: a refresh, not a new offer, RFC 4028 section 10); a 2xx restarts the
-timer, a 408 or 481 ends the call. When the peer is the refresher and its refresh does
-not come in time, the call ends with BYE (section 10). Any re-INVITE or UPDATE that
-reaches a leg refreshes that leg. No clock and no socket here: `now` comes in, requests
+o= version: a refresh, not a new offer, RFC 4028 section 10) and `refresher=uac` (we
+send it, and go on refreshing); its 2xx restarts the timer with the interval and
+refresher it names, a 408 or 481 ends the call. When the peer is the refresher and its
+refresh does not come in time, the call ends with BYE (section 10). Any re-INVITE or
+UPDATE that reaches a leg refreshes that leg. No clock and no socket here: `now` comes in, requests
 leave through the call's services.
 """
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from b2bua.message import Response
-from b2bua.session_timer import SessionExpires, uac_negotiate
+from b2bua.errors import SipError
+from b2bua.message import Request, Response
+from b2bua.session_timer import SessionExpires, supports_timer, uac_negotiate, uas_negotiate
 
 if TYPE_CHECKING:
     from b2bua.call import Call, LegState, Side
@@ -32,13 +34,13 @@ def answer_headers_for_a(call: Call, now: float) -> list[tuple[str, str]]:
     if timer is None:
         return []
     call.a.timer, call.a.timer_start = timer, now
-    return list(timer.response_headers())
+    return list(timer.response_headers(uac_supports=supports_timer(call.a_invite)))
 
 
 def b_answered(call: Call, response: Response, now: float) -> None:
     try:
         call.b.timer = uac_negotiate(response)
-    except ValueError:
+    except SipError:
         call.b.timer = None  # a broken Session-Expires: run without a timer on B
     call.b.timer_start = now
 
@@ -46,6 +48,46 @@ def b_answered(call: Call, response: Response, now: float) -> None:
 def refreshed(leg: LegState, now: float) -> None:
     if leg.timer is not None:
         leg.timer_start = now
+
+
+def check_peer_refresh(request: Request) -> None:
+    """A peer's re-INVITE or UPDATE asking for too small an interval: SipError 422
+    (with our Min-SE) before anything is relayed; a malformed header: 400."""
+    uas_negotiate(request)
+
+
+def peer_refresh_answered(leg: LegState, request: Request, now: float) -> list[tuple[str, str]]:
+    """Our 2xx to a peer's re-INVITE/UPDATE on `leg` restarts that leg's timer as the
+    request asks, like the first INVITE (RFC 4028 sections 9 and 10): its headers say
+    the interval and refresher. A request without Session-Expires from a UAC without
+    timer support turns the leg's timer off."""
+    timer = uas_negotiate(request)
+    leg.timer, leg.timer_start = timer, now
+    if timer is None:
+        return []
+    return list(timer.response_headers(uac_supports=supports_timer(request)))
+
+
+def relay_headers(leg: LegState) -> list[tuple[str, str]]:
+    """What a re-INVITE/UPDATE we relay onto `leg` says of that leg's timer: the same
+    interval, and who refreshes, seen from this request where we are the UAC."""
+    if leg.timer is None:
+        return []
+    expires = SessionExpires(leg.timer.interval, "uac" if leg.timer.we_refresh else "uas")
+    return [("Supported", "timer"), ("Session-Expires", str(expires))]
+
+
+def adopt_answer(leg: LegState, response: Response, now: float) -> None:
+    """A 2xx to a re-INVITE/UPDATE we sent on `leg` sets interval and refresher anew
+    (RFC 4028 sections 7.2 and 7.4; we are its UAC). Without (or with a broken)
+    Session-Expires we keep ours: a refresh still finds a dead peer."""
+    try:
+        agreed = uac_negotiate(response)
+    except SipError:
+        agreed = None
+    if agreed is not None:
+        leg.timer = agreed
+    leg.timer_start = now
 
 
 def deadline(call: Call) -> float | None:
@@ -76,7 +118,10 @@ def on_timer(call: Call, now: float) -> None:
 
 def _send_refresh(call: Call, side: Side, leg: LegState, now: float) -> None:
     assert leg.dialog is not None and leg.timer is not None
-    expires = SessionExpires(leg.timer.interval, leg.timer.refresher)
+    # In this re-INVITE we are the UAC, whatever our role in the dialog's first INVITE:
+    # "uac" says we go on refreshing (RFC 4028 section 7.4). Leg A's own value ("uas")
+    # would hand the refreshing to the peer.
+    expires = SessionExpires(leg.timer.interval, "uac")
     request = leg.dialog.create_request(
         "INVITE",
         via=call.via(leg.transport),
@@ -99,7 +144,7 @@ def on_response(call: Call, side: Side, response: Response, key: str, now: float
         leg.dialog.receive_response(response)
         ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
         call.services.send_ack(ack, leg.peer, leg.transport)
-        leg.timer_start = now
+        adopt_answer(leg, response, now)
     elif response.status in (408, 481):
         call.hangup("session refresh failed", now)
     else:

@@ -60,6 +60,7 @@ _SPECIAL = {
         "SIP-If-Match",
         "P-Asserted-Identity",
         "P-Preferred-Identity",
+        "Min-SE",  # RFC 4028 spells it so; some peers (SIPp) match names exactly
         "Identity-Info",
     )
 }
@@ -90,6 +91,7 @@ LIST_HEADERS = frozenset(
         "Warning",
         "P-Asserted-Identity",
         "P-Preferred-Identity",
+        "Min-SE",  # RFC 4028 spells it so; some peers (SIPp) match names exactly
         "Accept-Contact",
         "Reject-Contact",
         "Reason",

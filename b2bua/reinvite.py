@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from b2bua import codec_policy, leg_sdp
-from b2bua.call_timers import refreshed
+from b2bua import call_timers, codec_policy, leg_sdp
 from b2bua.codec_policy import CodecPlan
 from b2bua.errors import SipError
 from b2bua.media_control import media_target
 from b2bua.message import Request, Response, make_response
 from b2bua.sdp import SessionDescription, anchor, parse_sdp
 from b2bua.sdp_crypto import offer_wants_srtp, plain_profile, secure_answer
+from b2bua.validate import RequestRejectedError
 
 if TYPE_CHECKING:
     from b2bua.call import Call, Side
@@ -37,6 +37,12 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
     other_leg = call._leg(other)
     if call.state is not CallState.CONFIRMED or other_leg.dialog is None:
         call.services.send_response(key, make_response(request, 491), now)
+        return
+    try:
+        call_timers.check_peer_refresh(request)
+    except SipError as exc:
+        extra = list(exc.headers) if isinstance(exc, RequestRejectedError) else []
+        call.services.send_response(key, make_response(request, exc.status, headers=extra), now)
         return
     body = b""
     if request.body:
@@ -72,6 +78,7 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
         via=call._via(other_leg.transport),
         body=body,
         content_type="application/sdp" if body else None,
+        headers=call_timers.relay_headers(other_leg),
     )
     out_key = call.services.send_request(
         call, other, out, call._peer_for(other), other_leg.transport, now
@@ -153,7 +160,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     if 200 <= response.status < 300:
         if leg.dialog is not None and response.cseq[1] == "INVITE":
             leg.dialog.receive_response(response)
-            refreshed(leg, now)
+            call_timers.adopt_answer(leg, response, now)
             ack = leg.dialog.create_ack(response, via=call._via(leg.transport))
             call.services.send_ack(
                 ack, call._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
@@ -186,6 +193,8 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     )
     if body:
         call._leg(origin).last_sdp = body
+    if 200 <= status < 300:
+        headers += call_timers.peer_refresh_answered(call._leg(origin), request, now)
     call.services.send_response(
         server_key, make_response(request, status, headers=headers, body=body), now
     )

@@ -14,7 +14,7 @@ This module is the decision logic only, for a call to use on each leg:
   an interval below our minimum is refused with 422 and `Min-SE` (RFC 4028 section 9,
   a RequestRejectedError carrying the header); otherwise it returns the `SessionTimer`
   agreed: interval, who refreshes, and the headers for our 2xx (`Session-Expires`,
-  plus `Require: timer` when the UAC refreshes, as section 9 demands);
+  plus `Require: timer` when the UAC refreshes or supports timers, section 9);
 - `uac_headers` and `uac_negotiate(response, ...)` are the same for leg B, where we
   send the INVITE: what to ask for, and what the 2xx (or its absence of
   Session-Expires) means; `retry_interval_after_422` reads the 422's Min-SE;
@@ -76,11 +76,12 @@ class SessionTimer:
         """Our next action: refresh when we refresh, else the BYE."""
         return self.refresh_at(start) if self.we_refresh else self.expires_at(start)
 
-    def response_headers(self) -> tuple[tuple[str, str], ...]:
+    def response_headers(self, *, uac_supports: bool = False) -> tuple[tuple[str, str], ...]:
         """Headers for our 2xx as UAS: Session-Expires, and Require: timer when the UAC
-        must refresh (RFC 4028 section 9)."""
+        must refresh, or when we refresh and the UAC supports timers (RFC 4028 section 9:
+        a MUST and a SHOULD; it makes the UAC act on the timer we chose)."""
         headers = [("Session-Expires", str(SessionExpires(self.interval, self.refresher)))]
-        if self.refresher == "uac":
+        if self.refresher == "uac" or uac_supports:
             headers.append(("Require", "timer"))
         return tuple(headers)
 

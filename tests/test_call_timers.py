@@ -81,7 +81,7 @@ def test_we_refresh_leg_a_at_half_the_interval_with_the_same_sdp() -> None:
     assert side is Side.A
     assert refresh.method == "INVITE"
     assert refresh.body == ok.body  # unchanged SDP: a refresh, not a new offer
-    assert refresh.headers.get("Session-Expires") == "120;refresher=uas"
+    assert refresh.headers.get("Session-Expires") == "120;refresher=uac"  # RFC 4028 7.4
     call.on_a_response(make_response(refresh, 200, body=ok.body), key, 61.0)
     assert services.acks[-1].method == "ACK"
     assert call.get_timer() == pytest.approx(61.0 + 60)
@@ -111,3 +111,68 @@ def test_b_leg_timer_from_its_2xx_and_refresh_failure_ends_the_call() -> None:
     assert refresh.method == "INVITE"
     call.on_b_response(make_response(refresh, 481), key, 52.0)
     assert call.end_reason == "session refresh failed"
+
+
+def peer_reinvite(call: Call, session_expires: str | None) -> Request:
+    """The trunk (leg A) re-INVITEs in its dialog, with or without Session-Expires."""
+    leg = call.leg(Side.A)
+    assert leg.dialog is not None
+    headers = [("Supported", "timer")]
+    if session_expires is not None:
+        headers.append(("Session-Expires", session_expires))
+    ours = leg.dialog.create_request("INVITE", body=plain_offer().to_bytes())
+    fields = [
+        ("Via", "SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKpeer1"),
+        ("From", ours.headers.get("To") or ""),
+        ("To", ours.headers.get("From") or ""),
+        ("Call-ID", ours.call_id),
+        ("CSeq", "7 INVITE"),
+        ("Contact", "<sip:trunk@127.0.0.2:5080>"),
+        ("Content-Type", "application/sdp"),
+        *headers,
+    ]
+    return Request("INVITE", ours.uri, Headers.of(*fields), ours.body)
+
+
+def test_peer_refresh_is_relayed_with_the_other_legs_timer_and_answered_with_its_own() -> None:
+    call, services = start_with_timer("1800;refresher=uac")
+    answer_b(call, services, ("Session-Expires", "1800;refresher=uac"), ("Require", "timer"))
+    assert call.state is CallState.CONFIRMED
+    before = len(services.requests)
+    call.on_request(Side.A, peer_reinvite(call, "1800;refresher=uac"), "peer-key", 900.0)
+    (side, relayed, key) = services.requests[before]
+    assert side is Side.B and relayed.method == "INVITE"
+    # On B we refresh (the phone's 200 said refresher=uac, we were its UAC): still ours.
+    assert relayed.headers.get("Session-Expires") == "1800;refresher=uac"
+    call.on_b_response(
+        make_response(
+            relayed,
+            200,
+            headers=[
+                ("Contact", "<sip:phone@127.0.0.3:5070>"),
+                ("Session-Expires", "1800;refresher=uac"),
+                ("Require", "timer"),
+            ],
+            body=phone_answer(b_offer(call)).to_bytes(),
+        ),
+        key,
+        900.5,
+    )
+    ok = [r for k, r in services.responses if k == "peer-key"][-1]
+    assert ok.status == 200
+    # Our 2xx tells the trunk it still refreshes (RFC 4028 section 9), and both legs'
+    # timers restarted: no expiry near the original 1800 - 32 s after the first 200.
+    assert ok.headers.get("Session-Expires") == "1800;refresher=uac"
+    assert "timer" in ok.headers.get_all("Require")
+    assert call.leg(Side.A).timer_start == 900.5
+    assert call.leg(Side.B).timer_start == 900.5
+
+
+def test_peer_refresh_with_too_small_an_interval_gets_422_and_is_not_relayed() -> None:
+    call, services = start_with_timer("1800;refresher=uac")
+    answer_b(call, services)
+    before = len(services.requests)
+    call.on_request(Side.A, peer_reinvite(call, "30"), "peer-key", 100.0)
+    assert len(services.requests) == before
+    (answer,) = [r for k, r in services.responses if k == "peer-key"]
+    assert answer.status == 422 and answer.headers.get("Min-SE") == "90"

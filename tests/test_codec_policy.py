@@ -401,10 +401,8 @@ def test_phone_hold_reinvite_keeps_g722_on_the_phone_and_g711_toward_the_trunk()
     assert names(to_trunk) == ["PCMA", "TELEPHONE-EVENT"]  # never G722 to the trunk
     assert direction(audio(to_trunk), to_trunk) == "sendonly"
     assert to_trunk.origin.session_version > first_version  # RFC 3264 section 8
-    back = relayed_answer(
-        call, services, key, sdp("8 96", "8 PCMA/8000", "96 telephone-event/8000",
-                                 extra="a=recvonly")  # fmt: skip
-    )
+    trunk_hold = sdp("8 96", "8 PCMA/8000", "96 telephone-event/8000", extra="a=recvonly")
+    back = relayed_answer(call, services, key, trunk_hold)
     assert names(back) == ["G722", "TELEPHONE-EVENT"] and audio(back).formats == ("9", "100")
     assert direction(audio(back), back) == "recvonly"
     a_leg, b_leg = services.media.legs

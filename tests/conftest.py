@@ -35,8 +35,18 @@ async def run_sipp(args: list[str], timeout: float = 30.0) -> subprocess.Complet
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    out, err = await communicate_bounded(proc, timeout + 10)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+async def communicate_bounded(
+    proc: asyncio.subprocess.Process, timeout: float
+) -> tuple[bytes, bytes]:
+    """A peer process's whole output; killed after `timeout` seconds (its output so far
+    is kept for the failure message)."""
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout + 10)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
@@ -47,8 +57,7 @@ async def run_sipp(args: list[str], timeout: float = 30.0) -> subprocess.Complet
             proc.kill()
         await proc.communicate()
         raise
-    assert proc.returncode is not None
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return out or b"", err or b""
 
 
 def run_async(factory: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:

@@ -9,93 +9,85 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from b2bua.serve import Server
+from tests.conftest import free_port, run_sipp, write_office
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    carrier_answers,
+    expect_status_scenario,
+    phone_answers,
+    phone_calls_out,
+    phone_contact,
+    run_serving,
+    sipp_uas,
+    trunk_calls_in,
+)
 
 pytestmark = pytest.mark.sipp
 
 
-async def _with_server(config_path: Path, body):  # type: ignore[no-untyped-def]
-    server = await start_server(load_config(config_path))
-    try:
-        return await body(server)
-    finally:
-        await server.close()
+def _office(
+    tmp_path: Path, trunk_port: int, phone_port: int, sip_extra: str = "", trunk_extra: str = ""
+) -> Path:
+    """Extension 1000 at 127.0.0.3:`phone_port`; `trunk_extra`: more [trunk] lines."""
+    config = write_office(
+        tmp_path,
+        trunk=("127.0.0.2", trunk_port),
+        phones={"1000": phone_contact(phone_port)},
+        sip_extra=sip_extra,
+    )
+    if trunk_extra:
+        text = config.read_text().replace(
+            'inbound_extension = "1000"', 'inbound_extension = "1000"\n' + trunk_extra
+        )
+        config.write_text(text)
+    return config
 
 
-def _phone_args(port: int, scenario: str, media_port: int) -> list[str]:
-    return [
-        "-sf",
-        str(SIPP_DIR / scenario),
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(port),
-        "-mp",
-        str(media_port),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
+def _phone_then_trunk(
+    config: Path, phone_port: int, phone_scenario: str, trunk_port: int, trunk_scenario: str | Path
+) -> tuple[Any, Any, Server]:
+    """The phone answers with `phone_scenario`, the trunk calls in with `trunk_scenario`."""
+
+    async def body(server: Server) -> tuple[Any, Any, Server]:
+        trunk, (phone,) = await answered_call(
+            [phone_answers(phone_port, phone_scenario)],
+            trunk_calls_in(server, trunk_port, trunk_scenario),
+        )
+        return trunk, phone, server
+
+    return run_serving(config, body)
 
 
-def _trunk_args(
-    server: Server, port: int, scenario: Path, media_port: int, service: str = "1000"
-) -> list[str]:
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(scenario),
-        "-s",
-        service,
-        "-i",
-        "127.0.0.2",
-        "-p",
-        str(port),
-        "-mp",
-        str(media_port),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
+async def _watch_legs(server: Server, seen: dict[str, tuple[int, int]]) -> None:
+    """Per relay leg: packets received and forwarded, sampled every 50 ms (10 s at most)."""
+    for _ in range(200):
+        for leg_id, leg in server.relay.legs.items():
+            seen[leg_id] = (leg.counters.received, leg.counters.forwarded)
+        await asyncio.sleep(0.05)
 
 
 def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-    )
+    config = _office(tmp_path, trunk_port, phone_port)
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        phone = asyncio.create_task(
-            run_sipp(_phone_args(phone_port, "phone_uas.xml", free_port("127.0.0.3")))
-        )
-        await asyncio.sleep(0.3)  # the phone listens before the trunk calls
         legs_seen: dict[str, tuple[int, int]] = {}
-
-        async def watch() -> None:
-            for _ in range(200):
-                for leg_id, leg in server.relay.legs.items():
-                    legs_seen[leg_id] = (leg.counters.received, leg.counters.forwarded)
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(watch())
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml", free_port("127.0.0.2"))
+        watcher = asyncio.create_task(_watch_legs(server, legs_seen))
+        trunk, (phone_result,) = await answered_call(
+            [phone_answers(phone_port)],
+            trunk_calls_in(server, trunk_port),
         )
-        phone_result = await phone
         watcher.cancel()
         return trunk, phone_result, legs_seen, server.switch.stats
 
-    trunk, phone, legs, stats = run_async(lambda: _with_server(config, scenario))
-    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
-    assert phone.returncode == 0, phone.stdout + phone.stderr
+    trunk, phone, legs, stats = run_serving(config, scenario)
+    assert_sipp_ok(trunk, phone)
     assert stats.calls_started == 1
     assert stats.calls_ended == 1
     a_legs = {k: v for k, v in legs.items() if k.endswith("-a")}
@@ -111,28 +103,12 @@ def test_inbound_call_media_both_ways_and_bye(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("phone_scenario", "status"), [("phone_busy.xml", "486")])
 def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    config = _office(tmp_path, trunk_port, phone_port)
+    scenario_file = expect_status_scenario(tmp_path / "trunk_expect.xml", status)
+    trunk, phone, server = _phone_then_trunk(
+        config, phone_port, phone_scenario, trunk_port, scenario_file
     )
-    scenario_file = tmp_path / "trunk_expect.xml"
-    template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
-    scenario_file.write_text(template.replace("EXPECTED_STATUS", status))
-
-    async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        phone = asyncio.create_task(
-            run_sipp(_phone_args(phone_port, phone_scenario, free_port("127.0.0.3")))
-        )
-        await asyncio.sleep(0.3)
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
-        )
-        return trunk, await phone, server
-
-    trunk, phone, server = run_async(lambda: _with_server(config, scenario))
-    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
-    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert_sipp_ok(trunk, phone)
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs  # media of the failed call was released
 
@@ -140,60 +116,17 @@ def test_busy_phone_maps_back(tmp_path: Path, phone_scenario: str, status: str) 
 def test_outbound_call_phone_authenticates_then_reaches_trunk(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
     # SIPp answers only one challenge and only knows MD5 (see docs/configuration.md).
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        sip_extra='digest_algorithms = ["MD5"]',
-    )
+    config = _office(tmp_path, trunk_port, phone_port, 'digest_algorithms = ["MD5"]')
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
         # SIPp's phone_uas plays the carrier here: it answers on the trunk address.
-        trunk = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uas.xml"),
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
+        phone, (trunk,) = await answered_call(
+            [carrier_answers(trunk_port)], phone_calls_out(server, phone_port)
         )
-        await asyncio.sleep(0.3)
-        host, sip_port = server.sip_address
-        phone = await run_sipp(
-            [
-                "-sf",
-                str(SIPP_DIR / "phone_uac_auth.xml"),
-                "-s",
-                "+4989123456",
-                "-au",
-                "1000",
-                "-ap",
-                "pw1000",
-                "-i",
-                "127.0.0.3",
-                "-p",
-                str(phone_port),
-                "-mp",
-                str(free_port("127.0.0.3")),
-                "-m",
-                "1",
-                f"{host}:{sip_port}",
-            ]
-        )
-        return phone, await trunk, server
+        return phone, trunk, server
 
-    phone, trunk, server = run_async(lambda: _with_server(config, scenario))
-    assert phone.returncode == 0, phone.stdout + phone.stderr
-    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    phone, trunk, server = run_serving(config, scenario)
+    assert_sipp_ok(phone, trunk)
     assert server.switch.stats.auth_challenges == 1
     assert server.switch.stats.calls_started == 1
     assert server.switch.stats.calls_ended == 1
@@ -201,25 +134,11 @@ def test_outbound_call_phone_authenticates_then_reaches_trunk(tmp_path: Path) ->
 
 def test_cancel_while_ringing_reaches_the_phone(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    config = _office(tmp_path, trunk_port, phone_port)
+    trunk, phone, server = _phone_then_trunk(
+        config, phone_port, "phone_ring_cancel.xml", trunk_port, "trunk_cancel.xml"
     )
-
-    async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        phone = asyncio.create_task(
-            run_sipp(_phone_args(phone_port, "phone_ring_cancel.xml", free_port("127.0.0.3")))
-        )
-        await asyncio.sleep(0.3)
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_cancel.xml", free_port("127.0.0.2"))
-        )
-        return trunk, await phone, server
-
-    trunk, phone, server = run_async(lambda: _with_server(config, scenario))
-    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
-    assert phone.returncode == 0, phone.stdout + phone.stderr
+    assert_sipp_ok(trunk, phone)
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs
 
@@ -228,19 +147,13 @@ def test_unknown_number_from_trunk_and_unregistered_phone(tmp_path: Path) -> Non
     # Extension 1000 has no static contact and never registered: 480, media released.
     trunk_port = free_port("127.0.0.2")
     config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port), phones={"1000": ""})
-    scenario_file = tmp_path / "trunk_expect.xml"
-    scenario_file.write_text(
-        (SIPP_DIR / "trunk_expect_status.xml.in").read_text().replace("EXPECTED_STATUS", "480")
-    )
+    scenario_file = expect_status_scenario(tmp_path / "trunk_expect.xml", "480")
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
-        )
-        return trunk, server
+        return await run_sipp(trunk_calls_in(server, trunk_port, scenario_file)), server
 
-    trunk, server = run_async(lambda: _with_server(config, scenario))
-    assert trunk.returncode == 0, trunk.stdout + trunk.stderr
+    trunk, server = run_serving(config, scenario)
+    assert_sipp_ok(trunk)
     assert server.switch.stats.calls_rejected == 1
     assert not server.relay.legs
 
@@ -249,64 +162,23 @@ def test_outbound_call_answers_the_carriers_challenge_with_trunk_credentials(
     tmp_path: Path,
 ) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(
+    config = _office(
         tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        sip_extra='digest_algorithms = ["MD5"]',
+        trunk_port,
+        phone_port,
+        'digest_algorithms = ["MD5"]',
+        trunk_extra='username = "4930123"\npassword = "trunkpw"',
     )
-    text = config.read_text().replace(
-        'inbound_extension = "1000"',
-        'inbound_extension = "1000"\nusername = "4930123"\npassword = "trunkpw"',
-    )
-    config.write_text(text)
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        carrier = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "trunk_uas_auth.xml"),
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
+        phone, (carrier,) = await answered_call(
+            [carrier_answers(trunk_port, "trunk_uas_auth.xml")],
+            phone_calls_out(server, phone_port),
         )
-        await asyncio.sleep(0.3)
-        host, sip_port = server.sip_address
-        phone = await run_sipp(
-            [
-                "-sf",
-                str(SIPP_DIR / "phone_uac_auth.xml"),
-                "-s",
-                "+4989123456",
-                "-au",
-                "1000",
-                "-ap",
-                "pw1000",
-                "-i",
-                "127.0.0.3",
-                "-p",
-                str(phone_port),
-                "-mp",
-                str(free_port("127.0.0.3")),
-                "-m",
-                "1",
-                f"{host}:{sip_port}",
-            ]
-        )
-        return phone, await carrier, server
+        return phone, carrier, server
 
-    phone, carrier, server = run_async(lambda: _with_server(config, scenario))
-    assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    phone, carrier, server = run_serving(config, scenario)
+    assert_sipp_ok(carrier, phone)
     assert server.switch.stats.calls_ended == 1
 
 
@@ -317,67 +189,27 @@ def test_blind_transfer_moves_the_caller_to_another_phone(tmp_path: Path) -> Non
         tmp_path,
         trunk=("127.0.0.2", trunk_port),
         phones={
-            "1000": f"sip:1000@127.0.0.3:{first_port}",
-            "1001": f"sip:1001@127.0.0.4:{second_port}",
+            "1000": phone_contact(first_port),
+            "1001": phone_contact(second_port, "1001", "127.0.0.4"),
         },
     )
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        first = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_transfers.xml"),
-                    "-i",
-                    "127.0.0.3",
-                    "-p",
-                    str(first_port),
-                    "-mp",
-                    str(free_port("127.0.0.3")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
+        seen: dict[str, tuple[int, int]] = {}
+        watcher = asyncio.create_task(_watch_legs(server, seen))
+        trunk, (first, second) = await answered_call(
+            [
+                phone_answers(first_port, "phone_transfers.xml"),
+                sipp_uas("phone_uas.xml", "127.0.0.4", second_port),
+            ],
+            trunk_calls_in(server, trunk_port),
         )
-        second = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uas.xml"),
-                    "-i",
-                    "127.0.0.4",
-                    "-p",
-                    str(second_port),
-                    "-mp",
-                    str(free_port("127.0.0.4")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
-        )
-        await asyncio.sleep(0.3)
-        forwarded: dict[str, int] = {}
-
-        async def watch() -> None:
-            for _ in range(200):
-                for leg_id, leg in server.relay.legs.items():
-                    forwarded[leg_id] = leg.counters.forwarded
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(watch())
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac.xml", free_port("127.0.0.2"))
-        )
-        results = (trunk, await first, await second)
         watcher.cancel()
-        return results, forwarded, server.switch.stats
+        forwarded = {leg_id: counters[1] for leg_id, counters in seen.items()}
+        return (trunk, first, second), forwarded, server.switch.stats
 
-    (trunk, first, second), forwarded, stats = run_async(lambda: _with_server(config, scenario))
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    (trunk, first, second), forwarded, stats = run_serving(config, scenario)
+    assert_sipp_ok(first, second, trunk)
     assert stats.calls_started == 1
     assert stats.calls_ended == 1
     transfer_legs = {k: v for k, v in forwarded.items() if "-t" in k}
@@ -388,49 +220,32 @@ def test_blind_transfer_moves_the_caller_to_another_phone(tmp_path: Path) -> Non
 
 def test_hold_and_resume_are_carried_across(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+    config = _office(tmp_path, trunk_port, phone_port)
+    trunk, phone, server = _phone_then_trunk(
+        config, phone_port, "phone_hold.xml", trunk_port, "trunk_uac_hold.xml"
     )
-
-    async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        phone = asyncio.create_task(
-            run_sipp(_phone_args(phone_port, "phone_hold.xml", free_port("127.0.0.3")))
-        )
-        await asyncio.sleep(0.3)
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, SIPP_DIR / "trunk_uac_hold.xml", free_port("127.0.0.2"))
-        )
-        return trunk, await phone, server.switch.stats
-
-    trunk, phone, stats = run_async(lambda: _with_server(config, scenario))
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert stats.calls_ended == 1
+    assert_sipp_ok(phone, trunk)
+    assert server.switch.stats.calls_ended == 1
 
 
 def test_srtp_only_offer_is_refused_with_488_not_bridged(tmp_path: Path) -> None:
     trunk_port = free_port("127.0.0.2")
     config = write_office(tmp_path, trunk=("127.0.0.2", trunk_port))
-    scenario_file = tmp_path / "trunk_expect.xml"
-    template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
-    scenario_file.write_text(
-        template.replace("EXPECTED_STATUS", "488").replace(
+    scenario_file = expect_status_scenario(
+        tmp_path / "trunk_expect.xml",
+        "488",
+        sdp=(
             "m=audio [media_port] RTP/AVP 8 0",
             "m=audio [media_port] RTP/SAVP 8\n      a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
             "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
-        )
+        ),
     )
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        trunk = await run_sipp(
-            _trunk_args(server, trunk_port, scenario_file, free_port("127.0.0.2"))
-        )
-        return trunk, server
+        return await run_sipp(trunk_calls_in(server, trunk_port, scenario_file)), server
 
-    trunk, server = run_async(lambda: _with_server(config, scenario))
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    trunk, server = run_serving(config, scenario)
+    assert_sipp_ok(trunk)
     assert server.switch.stats.calls_rejected == 1
     assert not server.relay.legs
 
@@ -438,77 +253,24 @@ def test_srtp_only_offer_is_refused_with_488_not_bridged(tmp_path: Path) -> None
 def test_outbound_call_fails_over_to_the_second_trunk_server_on_503(tmp_path: Path) -> None:
     phone_port = free_port("127.0.0.3")
     primary_port, second_port = free_port("127.0.0.2"), free_port("127.0.0.4")
-    config = write_office(
+    config = _office(
         tmp_path,
-        trunk=("127.0.0.2", primary_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        sip_extra='digest_algorithms = ["MD5"]',
+        primary_port,
+        phone_port,
+        'digest_algorithms = ["MD5"]',
+        trunk_extra=f'keepalive_s = 0\nfailover_hosts = ["127.0.0.4:{second_port}"]',
     )
-    text = config.read_text().replace(
-        'inbound_extension = "1000"',
-        f'inbound_extension = "1000"\nkeepalive_s = 0\nfailover_hosts = ["127.0.0.4:{second_port}"]',
-    )
-    config.write_text(text)
 
     async def scenario(server: Server):  # type: ignore[no-untyped-def]
-        primary = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "carrier_503.xml"),
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(primary_port),
-                    "-m",
-                    "1",
-                ]
-            )
-        )
-        second = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uas.xml"),
-                    "-i",
-                    "127.0.0.4",
-                    "-p",
-                    str(second_port),
-                    "-mp",
-                    str(free_port("127.0.0.4")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
-        )
-        await asyncio.sleep(0.3)
-        host, sip_port = server.sip_address
-        phone = await run_sipp(
+        phone, (primary, second) = await answered_call(
             [
-                "-sf",
-                str(SIPP_DIR / "phone_uac_auth.xml"),
-                "-s",
-                "+4989123456",
-                "-au",
-                "1000",
-                "-ap",
-                "pw1000",
-                "-i",
-                "127.0.0.3",
-                "-p",
-                str(phone_port),
-                "-mp",
-                str(free_port("127.0.0.3")),
-                "-m",
-                "1",
-                f"{host}:{sip_port}",
-            ]
+                sipp_uas("carrier_503.xml", "127.0.0.2", primary_port, media=False, rtp_echo=False),
+                sipp_uas("phone_uas.xml", "127.0.0.4", second_port),
+            ],
+            phone_calls_out(server, phone_port),
         )
-        return phone, await primary, await second, server.switch.stats
+        return phone, primary, second, server.switch.stats
 
-    phone, primary, second, stats = run_async(lambda: _with_server(config, scenario))
-    assert primary.returncode == 0, primary.stdout[-3000:] + primary.stderr
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    phone, primary, second, stats = run_serving(config, scenario)
+    assert_sipp_ok(primary, second, phone)
     assert stats.calls_ended == 1

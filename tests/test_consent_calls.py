@@ -3,54 +3,27 @@ captures), SIPp plays the echoing desk phone, the recording is decrypted and che
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from b2bua.archive.catalog import Catalog
-from b2bua.archive.keys import decrypt_file, keygen
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from b2bua.serve import Server
+from tests.conftest import SIPP_DIR, free_port
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    catalog_rows,
+    consent_office,
+    decrypted_wav,
+    phone_answers,
+    rms,
+    run_serving,
+    trunk_calls_in,
+)
 
 pytestmark = pytest.mark.sipp
 CAPTURES = Path("/usr/share/sip-tester")
-
-
-def consent_office(
-    tmp_path: Path,
-    trunk_port: int,
-    phone_port: int,
-    *,
-    employee_consent: bool = True,
-    extra: str = "",
-) -> Path:
-    key = tmp_path / "recorder.key"
-    keygen(key)
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        mode="keypress",
-        extra="\n".join(
-            [
-                'language = "en"',
-                'directory = "recordings"',
-                'public_key = "recorder.key.pub"',
-                "consent_timeout_s = 3",
-                extra,
-            ]
-        ),
-    )
-    text = config.read_text()
-    if employee_consent:
-        text = text.replace('password = "pw1000"', 'password = "pw1000"\nemployee_consent = true')
-    config.write_text(text)
-    return config
 
 
 def trunk_scenario(tmp_path: Path, digit_pcap: str, wait_ms: int = 2500) -> Path:
@@ -58,6 +31,28 @@ def trunk_scenario(tmp_path: Path, digit_pcap: str, wait_ms: int = 2500) -> Path
     template = (SIPP_DIR / "trunk_consent.xml.in").read_text()
     path.write_text(template.replace("DIGIT_PCAP", digit_pcap).replace("WAIT_MS", str(wait_ms)))
     return path
+
+
+def run_inbound(
+    tmp_path: Path, scenario: Path, *, employee_consent: bool = True, extra: str = ""
+) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """One call from the trunk (`scenario`) to the echoing phone through a consent
+    office; the SIPp results and the catalog's rows afterwards."""
+    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
+    config_path = consent_office(
+        tmp_path, trunk_port, phone_port, employee_consent=employee_consent, extra=extra
+    )
+
+    async def body(server: Server) -> tuple[Any, list[Any]]:
+        return await answered_call(
+            [phone_answers(phone_port)],
+            trunk_calls_in(server, trunk_port, scenario),
+            timeout=25,
+            wait=10,
+        )
+
+    trunk, (phone,) = run_serving(config_path, body, timeout=60)
+    return trunk, phone, catalog_rows(tmp_path / "recordings")
 
 
 def run_consent_call(
@@ -68,77 +63,14 @@ def run_consent_call(
     extra: str = "",
     wait_ms: int = 2500,
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
-    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config_path = consent_office(
-        tmp_path, trunk_port, phone_port, employee_consent=employee_consent, extra=extra
-    )
-    scenario_path = trunk_scenario(tmp_path, digit_pcap, wait_ms)
-
-    async def body() -> tuple[Any, Any]:
-        server: Server = await start_server(load_config(config_path))
-        try:
-            phone = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(SIPP_DIR / "phone_uas.xml"),
-                        "-i",
-                        "127.0.0.3",
-                        "-p",
-                        str(phone_port),
-                        "-mp",
-                        str(free_port("127.0.0.3")),
-                        "-rtp_echo",
-                        "-m",
-                        "1",
-                    ],
-                    timeout=25,
-                )
-            )
-            await asyncio.sleep(0.3)
-            host, sip_port = server.sip_address
-            trunk = await run_sipp(
-                [
-                    "-sf",
-                    str(scenario_path),
-                    "-s",
-                    "1000",
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-m",
-                    "1",
-                    f"{host}:{sip_port}",
-                ],
-                timeout=25,
-            )
-            if not phone.done():
-                await asyncio.wait_for(phone, 10)
-            return trunk, phone.result()
-        finally:
-            await server.close()
-
-    trunk, phone = run_async(body, timeout=60)
-    with Catalog.open(tmp_path / "recordings") as catalog:
-        rows = catalog.list()
-    return trunk, phone, rows
-
-
-def decrypt(tmp_path: Path, row: dict[str, Any]) -> tuple[np.ndarray, int]:
-    out = tmp_path / "call.wav"
-    code = decrypt_file(tmp_path / "recorder.key", Path(row["path"]), out)
-    assert code == 0
-    data, rate = sf.read(out, dtype="int16")
-    return data, rate
+    """run_inbound with the trunk pressing a digit from `digit_pcap` after the prompt."""
+    scenario = trunk_scenario(tmp_path, digit_pcap, wait_ms)
+    return run_inbound(tmp_path, scenario, employee_consent=employee_consent, extra=extra)
 
 
 def test_digit_1_by_rfc2833_is_recorded_after_consent(tmp_path: Path) -> None:
     trunk, phone, rows = run_consent_call(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"))
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(trunk, phone)
     assert len(rows) == 1
     row = rows[0]
     assert row["status"] == "complete"
@@ -149,21 +81,20 @@ def test_digit_1_by_rfc2833_is_recorded_after_consent(tmp_path: Path) -> None:
     assert consent["digit"] == "1"
     assert consent["language"] == "en"
     assert len(consent["prompt_sha256"]) == 64
-    data, rate = decrypt(tmp_path, row)
+    data, rate = decrypted_wav(tmp_path, row)
     assert rate == 8000
     assert data.shape[1] == 2
     seconds = data.shape[0] / rate
     assert 2.0 < seconds < 8.0  # from after "thanks" to the BYE, not the whole call
-    left_rms = float(np.sqrt(np.mean(data[:, 0].astype(float) ** 2)))
-    right_rms = float(np.sqrt(np.mean(data[:, 1].astype(float) ** 2)))
+    left_rms = rms(data[:, 0])
+    right_rms = rms(data[:, 1])
     assert left_rms > 100  # the caller's speech (SIPp's capture)
     assert right_rms > 100  # the phone's echo of it
 
 
 def test_digit_2_declines_and_nothing_is_recorded(tmp_path: Path) -> None:
     trunk, phone, rows = run_consent_call(tmp_path, str(CAPTURES / "dtmf_2833_2.pcap"))
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(trunk, phone)
     (row,) = rows
     assert row["status"] == "not_recorded"
     assert row["path"] is None
@@ -176,8 +107,7 @@ def test_extension_without_employee_consent_is_never_recorded(tmp_path: Path) ->
     trunk, phone, rows = run_consent_call(
         tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"), employee_consent=False
     )
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(trunk, phone)
     (row,) = rows
     assert row["status"] == "not_recorded"
     assert row["consent"]["result"] == "employee_no_consent"

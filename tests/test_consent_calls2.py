@@ -23,15 +23,25 @@ import pytest
 import soundfile as sf
 
 from b2bua.archive.catalog import CONSENT_KEYS, Catalog
-from b2bua.archive.keys import decrypt_file, keygen
-from b2bua.config import load_config
 from b2bua.consent import ConsentRecord, ConsentResult
 from b2bua.recording_hub import consent_json
-from b2bua.serve import Server, start_server
+from b2bua.serve import Server
 from media.announcement import load_prompt, shipped_prompt
 from media.dtmf import InbandDtmfDetector, tone
 from media.g711 import decode_alaw, encode_alaw
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from tests.conftest import SIPP_DIR, free_port, run_sipp
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    carrier_answers,
+    catalog_rows,
+    consent_office,
+    decrypted_wav,
+    phone_calls_out,
+    run_serving,
+    trunk_calls_in,
+)
+from tests.sipp_harness import phone_answers as answering_phone
 
 pytestmark = pytest.mark.sipp
 CAPTURES = Path("/usr/share/sip-tester")
@@ -351,71 +361,6 @@ def attach_spy(server: Server) -> Spy:
     return spy
 
 
-def office_config(
-    tmp_path: Path,
-    trunk_port: int,
-    phone_port: int,
-    recording: dict[str, str] | None = None,
-    sip_extra: str = "",
-) -> Path:
-    keygen(tmp_path / "recorder.key")
-    keys = {
-        "language": '"en"',
-        "directory": '"recordings"',
-        "public_key": '"recorder.key.pub"',
-        "consent_timeout_s": "3",
-    }
-    keys.update(recording or {})
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        mode="keypress",
-        extra="\n".join(f"{k} = {v}" for k, v in keys.items()),
-        sip_extra=sip_extra,
-    )
-    text = config.read_text().replace(
-        'password = "pw1000"', 'password = "pw1000"\nemployee_consent = true'
-    )
-    config.write_text(text)
-    return config
-
-
-def phone_args(port: int, scenario: Path) -> list[str]:
-    return [
-        "-sf",
-        str(scenario),
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
-
-
-def trunk_args(server: Server, port: int, scenario: Path) -> list[str]:
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(scenario),
-        "-s",
-        "1000",
-        "-i",
-        "127.0.0.2",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.2")),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
-
-
 @dataclass
 class Outcome:
     trunk: Any
@@ -436,21 +381,24 @@ def run_inbound(
 ) -> Outcome:
     """One inbound call: SIPp trunk -> B2BUA -> SIPp phone (or a silent socket)."""
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = office_config(tmp_path, trunk_port, phone_port, recording)
+    config = consent_office(tmp_path, trunk_port, phone_port, recording=recording)
     trunk_xml = trunk_scenario(tmp_path / "trunk.xml", trunk_steps, hangs_up=trunk_hangs_up)
     phone_xml = phone_scenario(tmp_path / "phone.xml", phone_steps or [])
 
     async def body(server: Server, spy: Spy) -> Outcome:
         if phone_answers:
-            phone = asyncio.create_task(run_sipp(phone_args(phone_port, phone_xml), 25))
-            await asyncio.sleep(0.3)
-            trunk = await run_sipp(trunk_args(server, trunk_port, trunk_xml), 25)
-            return Outcome(trunk, await asyncio.wait_for(phone, 15), [], spy)
+            trunk, (phone,) = await answered_call(
+                [answering_phone(phone_port, phone_xml)],
+                trunk_calls_in(server, trunk_port, trunk_xml),
+                timeout=25,
+                wait=15,
+            )
+            return Outcome(trunk, phone, [], spy)
         # The phone must never be rung: a bare socket on its address counts datagrams.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.3", phone_port))
             sock.setblocking(False)
-            trunk = await run_sipp(trunk_args(server, trunk_port, trunk_xml), 25)
+            trunk = await run_sipp(trunk_calls_in(server, trunk_port, trunk_xml), 25)
             await asyncio.sleep(0.3)
             count = 0
             for _ in range(100):
@@ -465,28 +413,18 @@ def run_inbound(
 
 
 def run_with_server(config: Path, body: Callable[[Server, Spy], Awaitable[Outcome]]) -> Outcome:
-    async def main() -> Outcome:
-        server = await start_server(load_config(config))
-        spy = attach_spy(server)
-        try:
-            outcome = await body(server, spy)
-            # The call has ended on both sides: let the hub seal and catalog it.
-            for _ in range(40):
-                if not server.switch.calls:
-                    break
-                await asyncio.sleep(0.05)
-            return outcome
-        finally:
-            await server.close()
+    async def main(server: Server) -> Outcome:
+        outcome = await body(server, attach_spy(server))
+        # The call has ended on both sides: let the hub seal and catalog it.
+        for _ in range(40):
+            if not server.switch.calls:
+                break
+            await asyncio.sleep(0.05)
+        return outcome
 
-    outcome = run_async(main, timeout=50)
-    with Catalog.open(config.parent / "recordings") as catalog:
-        outcome.rows = catalog.list()
+    outcome = run_serving(config, main, timeout=50)
+    outcome.rows = catalog_rows(config.parent / "recordings")
     return outcome
-
-
-def ok(result: Any) -> None:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 def wall(iso: str) -> float:
@@ -494,11 +432,9 @@ def wall(iso: str) -> float:
 
 
 def decrypt(tmp_path: Path, row: dict[str, Any]) -> npt.NDArray[np.int16]:
-    out = tmp_path / "call.wav"
-    assert decrypt_file(tmp_path / "recorder.key", Path(row["path"]), out) == 0
-    data, rate = sf.read(out, dtype="int16")
+    data, rate = decrypted_wav(tmp_path, row)
     assert rate == 8000 and data.shape[1] == 2
-    return np.asarray(data, dtype=np.int16)
+    return data
 
 
 def max_correlation(x: npt.NDArray[np.float64], reference: npt.NDArray[np.float64]) -> float:
@@ -537,8 +473,8 @@ def test_no_digit_replays_prompt_once_then_timeout_connects_unrecorded(tmp_path:
         [pause(5800), play(SPEECH), pause(1500)],
         recording={"consent_timeout_s": "1", "announcement": f'"{announcement}"'},
     )
-    ok(out.trunk)
-    ok(out.phone)  # the phone was rung and answered after the timeout
+    assert_sipp_ok(out.trunk)
+    assert_sipp_ok(out.phone)  # the phone was rung and answered after the timeout
     assert out.spy.prompts == ["consent", "consent"]
     (row,) = out.rows
     assert row["status"] == "not_recorded" and row["path"] is None
@@ -560,8 +496,7 @@ def test_inband_digit_accepted_and_kept_out_of_the_recording(tmp_path: Path) -> 
     out = run_inbound(
         tmp_path, [pause(800), play(str(pcap)), pause(2200), play(SPEECH), pause(3000)]
     )
-    ok(out.trunk)
-    ok(out.phone)
+    assert_sipp_ok(out.trunk, out.phone)
     (row,) = out.rows
     assert row["status"] == "complete"
     consent = row["consent"]
@@ -585,8 +520,7 @@ def test_sip_info_digit_accepted(tmp_path: Path) -> None:
     )
     wrong = trunk_request("INFO", 2, body="1", content_type="text/plain", expect="415")
     out = run_inbound(tmp_path, [pause(800), wrong, info, pause(2200), play(SPEECH), pause(2500)])
-    ok(out.trunk)
-    ok(out.phone)
+    assert_sipp_ok(out.trunk, out.phone)
     (row,) = out.rows
     assert row["status"] == "complete"
     consent = row["consent"]
@@ -604,7 +538,7 @@ def test_decline_with_hangup_says_goodbye_and_never_rings_the_phone(tmp_path: Pa
         phone_answers=False,
         trunk_hangs_up=False,
     )
-    ok(out.trunk)  # the trunk got the B2BUA's BYE and answered it
+    assert_sipp_ok(out.trunk)  # the trunk got the B2BUA's BYE and answered it
     assert out.phone_datagrams == 0
     assert out.spy.prompts == ["consent", "goodbye"]
     (row,) = out.rows
@@ -620,60 +554,24 @@ def test_decline_with_hangup_says_goodbye_and_never_rings_the_phone(tmp_path: Pa
 
 def test_outbound_called_party_consents_office_answered_after(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = office_config(
+    config = consent_office(
         tmp_path, trunk_port, phone_port, sip_extra='digest_algorithms = ["MD5"]'
     )
     carrier = carrier_uas_scenario(tmp_path / "carrier.xml")
     office = office_phone_scenario(tmp_path / "office.xml")
 
     async def body(server: Server, spy: Spy) -> Outcome:
-        trunk = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(carrier),
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-m",
-                    "1",
-                ],
-                25,
-            )
+        phone, (trunk,) = await answered_call(
+            [carrier_answers(trunk_port, carrier, rtp_echo=False)],
+            phone_calls_out(server, phone_port, scenario=office, rtp_echo=True),
+            timeout=25,
+            wait=15,
         )
-        await asyncio.sleep(0.3)
-        host, sip_port = server.sip_address
-        phone = await run_sipp(
-            [
-                "-sf",
-                str(office),
-                "-s",
-                "+4989123456",
-                "-au",
-                "1000",
-                "-ap",
-                "pw1000",
-                "-i",
-                "127.0.0.3",
-                "-p",
-                str(phone_port),
-                "-mp",
-                str(free_port("127.0.0.3")),
-                "-rtp_echo",
-                "-m",
-                "1",
-                f"{host}:{sip_port}",
-            ],
-            25,
-        )
-        return Outcome(await asyncio.wait_for(trunk, 15), phone, [], spy)
+        return Outcome(trunk, phone, [], spy)
 
     out = run_with_server(config, body)
-    ok(out.phone)  # 180 came before 200 (the scenario requires that order)
-    ok(out.trunk)
+    assert_sipp_ok(out.phone)  # 180 came before 200 (the scenario requires that order)
+    assert_sipp_ok(out.trunk)
     (row,) = out.rows
     assert row["direction"] == "outbound"
     assert row["status"] == "complete"
@@ -696,8 +594,7 @@ def test_office_pauses_and_resumes_with_star_1(tmp_path: Path) -> None:
         [pause(800), play(DTMF_1), pause(1700), play(SPEECH), pause(5500)],
         phone_steps=[pause(1200), *press, pause(1800), *press],
     )
-    ok(out.trunk)
-    ok(out.phone)
+    assert_sipp_ok(out.trunk, out.phone)
     (row,) = out.rows
     assert row["status"] == "complete"
     assert row["consent"]["result"] == "accepted"
@@ -727,8 +624,7 @@ def test_external_party_withdraws_consent_mid_call(tmp_path: Path) -> None:
             pause(3000),
         ],
     )
-    ok(out.trunk)
-    ok(out.phone)
+    assert_sipp_ok(out.trunk, out.phone)
     assert out.spy.prompts == ["consent", "thanks", "stopped"]
     (row,) = out.rows
     assert row["status"] == "complete"

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.conftest import SIPP_DIR, free_port, sipp_binary
-from tests.test_consent_calls import CAPTURES, consent_office, trunk_scenario
+from tests.conftest import free_port, sipp_binary
+from tests.sipp_harness import consent_office, phone_answers, trunk_calls_in
+from tests.test_consent_calls import CAPTURES, trunk_scenario
 
 pytestmark = pytest.mark.sipp
 B2BUA = [sys.executable, "-m", "b2bua.cli"]
@@ -65,23 +66,10 @@ def long_recorded_call(
     server, address = start_serve(config)
     peers: list[subprocess.Popen[bytes]] = []
     try:
-        phone = ["-sf", str(SIPP_DIR / "phone_uas.xml"), "-i", "127.0.0.3", "-p"]
-        peers.append(
-            sipp(
-                [
-                    *phone,
-                    str(phone_port),
-                    "-mp",
-                    str(free_port("127.0.0.3")),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ]
-            )
-        )
+        peers.append(sipp(phone_answers(phone_port)))
         time.sleep(0.3)
-        trunk = ["-sf", str(scenario), "-s", "1000", "-i", "127.0.0.2", "-p", str(trunk_port)]
-        peers.append(sipp([*trunk, "-mp", str(free_port("127.0.0.2")), "-m", "1", address]))
+        host, port = address.rsplit(":", 1)
+        peers.append(sipp(trunk_calls_in((host, int(port)), trunk_port, scenario)))
         yield server, config, tmp_path / "recordings"
     finally:
         for peer in peers:

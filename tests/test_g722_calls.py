@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,26 +22,27 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from b2bua.archive.catalog import Catalog
-from b2bua.archive.keys import decrypt_file, keygen
-from b2bua.config import load_config
+from b2bua.archive.keys import keygen
 from b2bua.message import Message, Request, Response, parse_message
 from b2bua.sdp import parse_sdp, rtpmap
-from b2bua.serve import Server, start_server
+from b2bua.serve import Server
 from rtp.relay import BoundedTap
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
+from tests.conftest import free_port, run_async, run_sipp
+from tests.sipp_harness import (
+    assert_sipp_ok,
+    carrier_answers,
+    catalog_rows,
+    decrypted_wav,
+    rms,
+    run_baresip,
+    serving,
+    trunk_calls_in,
+)
 
 pytestmark = pytest.mark.sipp
 PHONE_IP, TRUNK_IP = "127.0.0.3", "127.0.0.2"
 # baresip names G.722 by its audio rate (16 kHz), although its RTP clock is 8000.
 HD_CODECS = "G722/16000/1,PCMA,PCMU"
-
-
-def baresip_binary() -> str:
-    path = shutil.which("baresip")
-    if path is None:
-        pytest.fail("baresip not found: install the Debian package baresip")  # never a skip
-    return path
 
 
 def office(tmp_path: Path, trunk_port: int, *, wideband: bool, recorded: bool = False) -> Path:
@@ -115,30 +115,6 @@ def baresip_config(tmp_path: Path, sip_port: int, *, codecs: str) -> Path:
     return conf
 
 
-async def run_baresip(conf: Path, seconds: int, *commands: str) -> tuple[int, str]:
-    args = [baresip_binary(), "-f", str(conf), "-t", str(seconds)]
-    for command in commands:
-        args += ["-e", command]
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), seconds + 10)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-    except asyncio.CancelledError:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.communicate()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
-
-
 @dataclass
 class Wire:
     """SIP messages as the recorder sent and received them, with the peer's address."""
@@ -150,9 +126,9 @@ class Wire:
         transport = server.runner.transport
         send, deliver = transport.send, transport.on_message
 
-        def sending(data: bytes, dest: tuple[str, int], kind: str = "UDP") -> None:
+        def sending(data: bytes, dest: tuple[str, int], transport: str = "UDP") -> None:
             self.sent.append((parse_message(data), dest))
-            send(data, dest, kind)
+            send(data, dest, transport)
 
         def receiving(message: Message, source: tuple[str, int], kind: str) -> None:
             self.received.append((message, source))
@@ -224,39 +200,19 @@ async def registered(server: Server, seconds: float = 5.0) -> None:
     pytest.fail("baresip did not register")
 
 
-def trunk_uac(server: Server, trunk_port: int) -> list[str]:
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(SIPP_DIR / "g722_trunk_uac.xml"),
-        "-s",
-        "1000",
-        "-i",
-        TRUNK_IP,
-        "-p",
-        str(trunk_port),
-        "-mp",
-        str(free_port(TRUNK_IP)),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
-
-
 Scenario = Callable[[Server, Wire, Legs], Awaitable[Any]]
 
 
 def with_server(config: Path, scenario: Scenario) -> tuple[Any, Wire, Legs, Server]:
     async def body() -> tuple[Any, Wire, Legs, Server]:
-        server = await start_server(load_config(config))
         wire, legs = Wire(), Legs()
-        wire.attach(server)
-        watcher = asyncio.create_task(legs.watch(server))
-        try:
-            result = await scenario(server, wire, legs)
-        finally:
-            watcher.cancel()
-            await server.close()
+        async with serving(config) as server:
+            wire.attach(server)
+            watcher = asyncio.create_task(legs.watch(server))
+            try:
+                result = await scenario(server, wire, legs)
+            finally:
+                watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher  # a failure in the watcher fails the test
         return result, wire, legs, server
@@ -274,7 +230,7 @@ def inbound_call(
         conf = baresip_config(tmp_path, server.sip_address[1], codecs=codecs)
         phone = asyncio.create_task(run_baresip(conf, 8))  # the call is over in 6 s
         await registered(server)
-        trunk = await run_sipp(trunk_uac(server, trunk_port), timeout=20)
+        trunk = await run_sipp(trunk_calls_in(server, trunk_port, "g722_trunk_uac.xml"), timeout=20)
         code, out = await phone
         return trunk, code, out
 
@@ -283,7 +239,7 @@ def inbound_call(
 
 def test_inbound_wideband_phone_talks_g722_trunk_pcma(tmp_path: Path) -> None:
     (trunk, code, out), wire, legs, server = inbound_call(tmp_path, wideband=True)
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr  # 200: PCMA, no G722
+    assert_sipp_ok(trunk)  # 200: PCMA, no G722
     assert code == 0, out[-3000:]
     (invite,) = wire.invites_to(PHONE_IP)
     assert codec_names(invite.body) == ["G722", "PCMA", "TELEPHONE-EVENT"]
@@ -300,7 +256,7 @@ def test_inbound_wideband_phone_talks_g722_trunk_pcma(tmp_path: Path) -> None:
 
 def test_inbound_not_wideband_phone_is_not_offered_g722(tmp_path: Path) -> None:
     (trunk, code, out), wire, legs, _ = inbound_call(tmp_path, wideband=False)
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert_sipp_ok(trunk)
     assert code == 0, out[-3000:]
     (invite,) = wire.invites_to(PHONE_IP)
     assert "G722" not in codec_names(invite.body)
@@ -312,21 +268,17 @@ def test_inbound_not_wideband_phone_is_not_offered_g722(tmp_path: Path) -> None:
 
 def test_inbound_wideband_recorded_call_has_audio_on_both_channels(tmp_path: Path) -> None:
     (trunk, code, out), wire, legs, _ = inbound_call(tmp_path, wideband=True, recorded=True)
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert_sipp_ok(trunk)
     assert code == 0, out[-3000:]
     (invite,) = wire.invites_to(PHONE_IP)  # after the announcement: our own offer
     assert codec_names(invite.body)[0] == "G722"
     assert codec_names(wire.invite_ok(wire.received, PHONE_IP).body)[0] == "G722"
     assert legs.formats["b"][:2] == (9, "G722")  # the hub taps this leg for the recorder
-    with Catalog.open(tmp_path / "recordings") as catalog:
-        (row,) = catalog.list()
+    (row,) = catalog_rows(tmp_path / "recordings")
     assert row["status"] == "complete", row
-    out_wav = tmp_path / "call.wav"
-    assert decrypt_file(tmp_path / "recorder.key", Path(row["path"]), out_wav) == 0
-    data, rate = sf.read(out_wav, dtype="int16")
+    data, rate = decrypted_wav(tmp_path, row)
     assert rate == 8000 and data.shape[1] == 2 and data.shape[0] > 8000 * 2
-    left = float(np.sqrt(np.mean(data[:, 0].astype(float) ** 2)))
-    right = float(np.sqrt(np.mean(data[:, 1].astype(float) ** 2)))
+    left, right = rms(data[:, 0]), rms(data[:, 1])
     assert left > 300  # the trunk's A-law speech
     assert right > 1000  # baresip's 440 Hz tone, G.722 decoded to 8 kHz
     spectrum = np.abs(np.fft.rfft(data[:, 1].astype(float)))
@@ -339,22 +291,7 @@ def test_outbound_from_wideband_phone_trunk_sees_no_g722(tmp_path: Path) -> None
 
     async def scenario(server: Server, wire: Wire, legs: Legs) -> Any:
         carrier = asyncio.create_task(
-            run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "g722_carrier_uas.xml"),
-                    "-i",
-                    TRUNK_IP,
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port(TRUNK_IP)),
-                    "-rtp_echo",
-                    "-m",
-                    "1",
-                ],
-                timeout=20,
-            )
+            run_sipp(carrier_answers(trunk_port, "g722_carrier_uas.xml"), timeout=20)
         )
         conf = baresip_config(tmp_path, server.sip_address[1], codecs=HD_CODECS)
         host, port = server.sip_address
@@ -363,7 +300,7 @@ def test_outbound_from_wideband_phone_trunk_sees_no_g722(tmp_path: Path) -> None
         return await carrier, code, out
 
     (carrier, code, out), wire, legs, server = with_server(config, scenario)
-    assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr  # no G722
+    assert_sipp_ok(carrier)  # no G722
     assert code == 0, out[-3000:]
     (to_trunk,) = wire.invites_to(TRUNK_IP)
     assert codec_names(to_trunk.body) == ["PCMA", "PCMU", "TELEPHONE-EVENT"]

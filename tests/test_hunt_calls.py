@@ -5,7 +5,6 @@ order (b2bua/hunt.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,17 @@ from typing import Any
 import pytest
 
 from b2bua.archive.keys import keygen
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
+from b2bua.serve import Server
+from tests.conftest import free_port
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    carrier_answers,
+    expect_status_scenario,
+    phone_answers,
+    run_serving,
+    trunk_calls_in,
+)
 
 pytestmark = pytest.mark.sipp
 
@@ -62,67 +69,30 @@ def hunt_office(
     return path
 
 
-def phone(port: int, scenario: str) -> list[str]:
-    return [
-        "-sf",
-        str(SIPP_DIR / scenario),
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
-
-
-def trunk(server: Server, port: int, scenario: Path) -> list[str]:
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(scenario),
-        "-s",
-        "600",
-        "-i",
-        "127.0.0.2",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.2")),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
+def trunk(server: Server, port: int, scenario: str | Path) -> list[str]:
+    """The trunk calling the group's number 600."""
+    return trunk_calls_in(server, port, scenario, service="600")
 
 
 def run_hunt(
     config: Path,
     trunk_port: int,
     phones: list[tuple[int, str]],
-    scenario: Path,
+    scenario: str | Path,
     spy: Callable[[Server], None] | None = None,
 ) -> tuple[Any, list[Any], Server]:
-    async def body() -> tuple[Any, list[Any], Server]:
-        server = await start_server(load_config(config))
-        try:
-            if spy is not None:
-                spy(server)
-            tasks = [asyncio.create_task(run_sipp(phone(p, s), timeout=25)) for p, s in phones]
-            await asyncio.sleep(0.3)  # the phones listen before the trunk calls
-            result = await run_sipp(trunk(server, trunk_port, scenario), timeout=25)
-            done = [await asyncio.wait_for(t, 15) for t in tasks]
-            return result, done, server
-        finally:
-            await server.close()
+    async def body(server: Server) -> tuple[Any, list[Any], Server]:
+        if spy is not None:
+            spy(server)
+        result, done = await answered_call(
+            [phone_answers(p, s) for p, s in phones],
+            trunk(server, trunk_port, scenario),
+            timeout=25,
+            wait=15,
+        )
+        return result, done, server
 
-    return run_async(body, timeout=70)
-
-
-def _ok(*results: Any) -> None:
-    for result in results:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return run_serving(config, body, timeout=70)
 
 
 def test_busy_member_then_next_answers(tmp_path: Path) -> None:
@@ -134,9 +104,9 @@ def test_busy_member_then_next_answers(tmp_path: Path) -> None:
         config,
         trunk_port,
         [(p1, "phone_busy.xml"), (p2, "phone_uas.xml")],
-        SIPP_DIR / "trunk_uac.xml",
+        "trunk_uac.xml",
     )
-    _ok(result, *phones)
+    assert_sipp_ok(result, *phones)
     assert server.switch.stats.calls_started == 1
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs
@@ -155,9 +125,9 @@ def test_member_that_never_answers_is_cancelled_then_next(tmp_path: Path) -> Non
         config,
         trunk_port,
         [(p1, "phone_ring_cancel.xml"), (p2, "phone_uas.xml")],
-        SIPP_DIR / "trunk_uac.xml",
+        "trunk_uac.xml",
     )
-    _ok(result, *phones)
+    assert_sipp_ok(result, *phones)
     assert server.switch.stats.calls_ended == 1
 
 
@@ -166,13 +136,11 @@ def test_nobody_answers_without_consent_is_480(tmp_path: Path) -> None:
     config = hunt_office(
         tmp_path, trunk_port, {"1000": p1, "1001": p2}, 'members = ["1000", "1001"]'
     )
-    scenario = tmp_path / "trunk_expect.xml"
-    template = (SIPP_DIR / "trunk_expect_status.xml.in").read_text()
-    scenario.write_text(template.replace("EXPECTED_STATUS", "480"))
+    scenario = expect_status_scenario(tmp_path / "trunk_expect.xml", "480")
     result, phones, server = run_hunt(
         config, trunk_port, [(p1, "phone_busy.xml"), (p2, "phone_busy.xml")], scenario
     )
-    _ok(result, *phones)
+    assert_sipp_ok(result, *phones)
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs
 
@@ -203,10 +171,10 @@ def test_nobody_answers_in_consent_mode_plays_prompt_then_bye(tmp_path: Path) ->
         config,
         trunk_port,
         [(p1, "phone_busy.xml"), (p2, "phone_busy.xml")],
-        SIPP_DIR / "trunk_hunt_noanswer.xml",
+        "trunk_hunt_noanswer.xml",
         spy,
     )
-    _ok(result, *phones)
+    assert_sipp_ok(result, *phones)
     assert played[0] == "consent" and played[-1] == "noanswer"
     assert server.switch.stats.calls_ended == 1
     assert not server.relay.legs
@@ -223,22 +191,17 @@ def test_fallback_out_to_the_trunk_carries_diversion(tmp_path: Path) -> None:
         {"1000": p1},
         'members = ["1000"]\nring_s = 1\nfallback = "030123456"',
     )
-    carrier = [
-        "-sf", str(SIPP_DIR / "hunt_fallback_carrier_uas.xml"), "-i", "127.0.0.2",
-        "-p", str(carrier_port), "-mp", str(free_port("127.0.0.2")), "-rtp_echo", "-m", "1",
-    ]  # fmt: skip
 
-    async def body() -> tuple[Any, Any, Any]:
-        server = await start_server(load_config(config))
-        try:
-            member = asyncio.create_task(run_sipp(phone(p1, "phone_ring_cancel.xml"), timeout=25))
-            forwarded = asyncio.create_task(run_sipp(carrier, timeout=25))
-            await asyncio.sleep(0.3)
-            result = await run_sipp(
-                trunk(server, caller_port, SIPP_DIR / "trunk_uac.xml"), timeout=25
-            )
-            return result, await asyncio.wait_for(member, 15), await asyncio.wait_for(forwarded, 15)
-        finally:
-            await server.close()
+    async def body(server: Server) -> tuple[Any, list[Any]]:
+        return await answered_call(
+            [
+                phone_answers(p1, "phone_ring_cancel.xml"),
+                carrier_answers(carrier_port, "hunt_fallback_carrier_uas.xml"),
+            ],
+            trunk(server, caller_port, "trunk_uac.xml"),
+            timeout=25,
+            wait=15,
+        )
 
-    _ok(*run_async(body, timeout=70))
+    result, (member, forwarded) = run_serving(config, body, timeout=70)
+    assert_sipp_ok(result, member, forwarded)

@@ -18,10 +18,8 @@ from typing import Any
 
 import pytest
 
-from b2bua.config import load_config
-from b2bua.serve import start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
-from tests.test_trunk_identity_calls import phone_args
+from tests.conftest import free_port, run_async, run_sipp, write_office
+from tests.sipp_harness import assert_sipp_ok, carrier_answers, phone_calls_out, serving
 
 pytestmark = pytest.mark.sipp
 
@@ -43,22 +41,7 @@ def mediasec_office(tmp_path: Path, trunk_port: int) -> Path:
 
 
 def carrier(scenario: str, port: int, timeout: float = 20) -> Any:
-    return run_sipp(
-        [
-            "-sf",
-            str(SIPP_DIR / scenario),
-            "-i",
-            "127.0.0.2",
-            "-p",
-            str(port),
-            "-mp",
-            str(free_port("127.0.0.2")),
-            "-rtp_echo",
-            "-m",
-            "1",
-        ],
-        timeout=timeout,
-    )
+    return run_sipp(carrier_answers(port, scenario), timeout=timeout)
 
 
 def test_serve_registers_with_mediasec_then_its_invite_carries_security_verify(
@@ -67,13 +50,11 @@ def test_serve_registers_with_mediasec_then_its_invite_carries_security_verify(
     trunk_port = free_port("127.0.0.2")
     path = mediasec_office(tmp_path, trunk_port)
     path.write_text(path.read_text().replace("mediasec = true", "mediasec = true\nregister = true"))
-    config = load_config(path)
 
     async def body() -> tuple[Any, bool, tuple[str, ...], Any, Any]:
         registrar = asyncio.create_task(carrier("mediasec_registrar.xml", trunk_port, 15))
         await asyncio.sleep(0.3)
-        server = await start_server(config)
-        try:
+        async with serving(path) as server:
             registered = await registrar
             await asyncio.sleep(0.1)
             reg = server.switch.trunk_registration
@@ -81,7 +62,9 @@ def test_serve_registers_with_mediasec_then_its_invite_carries_security_verify(
             assert agreement is not None
             call = asyncio.create_task(carrier("mediasec_carrier_uas.xml", trunk_port))
             await asyncio.sleep(0.3)
-            phone = await run_sipp(phone_args(server, "030999", free_port("127.0.0.3")), timeout=20)
+            phone = await run_sipp(
+                phone_calls_out(server, free_port("127.0.0.3"), "030999"), timeout=20
+            )
             return (
                 registered,
                 reg is not None and reg.registered,
@@ -89,12 +72,9 @@ def test_serve_registers_with_mediasec_then_its_invite_carries_security_verify(
                 await asyncio.wait_for(call, 10),
                 phone,
             )
-        finally:
-            await server.close()
 
     registered, is_registered, learned, call, phone = run_async(body, timeout=90)
-    assert registered.returncode == 0, registered.stdout[-3000:] + registered.stderr
+    assert_sipp_ok(registered)
     assert is_registered
     assert learned == ("msrp-tls;mediasec", "sdes-srtp;mediasec", "dtls-srtp;mediasec")
-    assert call.returncode == 0, call.stdout[-3000:] + call.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(call, phone)

@@ -16,11 +16,18 @@ from typing import Any
 
 import pytest
 
-from b2bua.archive.catalog import Catalog
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
+from b2bua.serve import Server
 from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
-from tests.test_consent_calls import CAPTURES, consent_office, trunk_scenario
+from tests.sipp_harness import (
+    assert_sipp_ok,
+    carrier_answers,
+    catalog_rows,
+    consent_office,
+    phone_calls_out,
+    run_serving,
+    serving,
+)
+from tests.test_consent_calls import CAPTURES, run_inbound, trunk_scenario
 
 pytestmark = pytest.mark.sipp
 
@@ -29,56 +36,20 @@ def office(
     tmp_path: Path, trunk_port: int, phone_port: int, extension: str = "", *, consent: bool = True
 ) -> Path:
     """Mode keypress, MD5 only (SIPp answers one MD5 challenge), `extension` lines added."""
-    path = consent_office(tmp_path, trunk_port, phone_port, employee_consent=consent)
-    text = path.read_text().replace("[sip]", '[sip]\ndigest_algorithms = ["MD5"]', 1)
-    text = text.replace('password = "pw1000"', 'password = "pw1000"\n' + extension, 1)
+    path = consent_office(
+        tmp_path,
+        trunk_port,
+        phone_port,
+        employee_consent=consent,
+        sip_extra='digest_algorithms = ["MD5"]',
+    )
+    text = path.read_text().replace('password = "pw1000"', 'password = "pw1000"\n' + extension, 1)
     path.write_text(text)
     return path
 
 
-def phone_args(server: Server, scenario: str, number: str, port: int) -> list[str]:
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(SIPP_DIR / scenario),
-        "-s",
-        number,
-        "-au",
-        "1000",
-        "-ap",
-        "pw1000",
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
-
-
-def answering_trunk(port: int) -> list[str]:
-    """SIPp's answering phone scenario, playing the carrier on the trunk address."""
-    return [
-        "-sf",
-        str(SIPP_DIR / "phone_uas.xml"),
-        "-i",
-        "127.0.0.2",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.2")),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
-
-
 def rows_of(tmp_path: Path) -> list[dict[str, Any]]:
-    with Catalog.open(tmp_path / "recordings") as catalog:
-        return catalog.list()
+    return catalog_rows(tmp_path / "recordings")
 
 
 def test_emergency_call_passes_ban_and_drain_unprompted_unrecorded(tmp_path: Path) -> None:
@@ -86,8 +57,7 @@ def test_emergency_call_passes_ban_and_drain_unprompted_unrecorded(tmp_path: Pat
     config = office(tmp_path, trunk_port, phone_port)
 
     async def body() -> tuple[Any, Any, float, Server]:
-        server = await start_server(load_config(config))
-        try:
+        async with serving(config) as server:
             loop = asyncio.get_running_loop()
             guard = server.switch.guard
             assert guard is not None
@@ -95,20 +65,15 @@ def test_emergency_call_passes_ban_and_drain_unprompted_unrecorded(tmp_path: Pat
                 guard.auth_failed("127.0.0.3", "1000", loop.time())
             assert guard.is_banned("127.0.0.3", loop.time())
             guard.draining = True  # any other new call would get 503 now
-            trunk = asyncio.create_task(run_sipp(answering_trunk(trunk_port), timeout=20))
+            trunk = asyncio.create_task(run_sipp(carrier_answers(trunk_port), timeout=20))
             await asyncio.sleep(0.3)
             started = time.monotonic()
-            phone = await run_sipp(
-                phone_args(server, "phone_uac_auth.xml", "112", phone_port), timeout=20
-            )
+            phone = await run_sipp(phone_calls_out(server, phone_port, "112"), timeout=20)
             took = time.monotonic() - started
             return phone, await asyncio.wait_for(trunk, 10), took, server
-        finally:
-            await server.close()
 
     phone, trunk, took, server = run_async(body, timeout=60)
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
+    assert_sipp_ok(phone, trunk)
     assert server.switch.stats.calls_started == 1
     # 2 s of media in the scenario: a prompt (plus a 3 s consent timeout) would show.
     assert took < 4.5
@@ -131,25 +96,16 @@ def test_premium_and_international_numbers_are_refused(
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
     config = office(tmp_path, trunk_port, phone_port)
 
-    async def body() -> tuple[list[Any], Server]:
-        server = await start_server(load_config(config))
-        try:
-            results = []
-            for number in ("0900123456", "0044207946000"):
-                results.append(
-                    await run_sipp(
-                        phone_args(server, "phone_uac_refused.xml", number, phone_port),
-                        timeout=15,
-                    )
-                )
-            return results, server
-        finally:
-            await server.close()
+    async def body(server: Server) -> tuple[list[Any], Server]:
+        results = []
+        for number in ("0900123456", "0044207946000"):
+            refused = phone_calls_out(server, phone_port, number, "phone_uac_refused.xml")
+            results.append(await run_sipp(refused, timeout=15))
+        return results, server
 
     with caplog.at_level(logging.INFO, logger="b2bua.switch"):
-        results, server = run_async(body, timeout=45)
-    for result in results:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        results, server = run_serving(config, body, timeout=45)
+    assert_sipp_ok(*results)
     assert server.switch.stats.calls_started == 0
     assert server.switch.stats.calls_rejected == 2
     blocks = [r.getMessage() for r in caplog.records if "tollfraud_block" in r.getMessage()]
@@ -164,89 +120,27 @@ def test_second_concurrent_call_is_refused(tmp_path: Path) -> None:
     # Without employee consent nobody is asked: the first call connects at once.
     config = office(tmp_path, trunk_port, phone_port, "max_outbound_calls = 1", consent=False)
 
-    async def body() -> tuple[Any, Any, Any, Server]:
-        server = await start_server(load_config(config))
-        try:
-            trunk = asyncio.create_task(run_sipp(answering_trunk(trunk_port), timeout=20))
-            await asyncio.sleep(0.3)
-            first = asyncio.create_task(
-                run_sipp(phone_args(server, "phone_uac_auth.xml", "030123456", phone_port))
-            )
-            for _ in range(50):  # until the first call is up
-                if server.switch.calls:
-                    break
-                await asyncio.sleep(0.05)
-            assert server.switch.calls
-            second = await run_sipp(
-                phone_args(server, "phone_uac_refused.xml", "030654321", free_port("127.0.0.3")),
-                timeout=15,
-            )
-            return await first, second, await asyncio.wait_for(trunk, 15), server
-        finally:
-            await server.close()
+    async def body(server: Server) -> tuple[Any, Any, Any, Server]:
+        trunk = asyncio.create_task(run_sipp(carrier_answers(trunk_port), timeout=20))
+        await asyncio.sleep(0.3)
+        first = asyncio.create_task(run_sipp(phone_calls_out(server, phone_port, "030123456")))
+        for _ in range(50):  # until the first call is up
+            if server.switch.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert server.switch.calls
+        refused = phone_calls_out(
+            server, free_port("127.0.0.3"), "030654321", "phone_uac_refused.xml"
+        )
+        second = await run_sipp(refused, timeout=15)
+        return await first, second, await asyncio.wait_for(trunk, 15), server
 
-    first, second, trunk, server = run_async(body, timeout=60)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    first, second, trunk, server = run_serving(config, body, timeout=60)
+    assert_sipp_ok(second)
     assert server.switch.stats.calls_started == 1
     assert server.switch.stats.calls_rejected == 1
     # The first call went on undisturbed.
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-
-
-def run_inbound(
-    tmp_path: Path, scenario: Path, *, extra: str = ""
-) -> tuple[Any, Any, list[dict[str, Any]]]:
-    phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
-    config = consent_office(tmp_path, trunk_port, phone_port, extra=extra)
-
-    async def body() -> tuple[Any, Any]:
-        server = await start_server(load_config(config))
-        try:
-            phone = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(SIPP_DIR / "phone_uas.xml"),
-                        "-i",
-                        "127.0.0.3",
-                        "-p",
-                        str(phone_port),
-                        "-mp",
-                        str(free_port("127.0.0.3")),
-                        "-rtp_echo",
-                        "-m",
-                        "1",
-                    ],
-                    timeout=25,
-                )
-            )
-            await asyncio.sleep(0.3)
-            host, sip_port = server.sip_address
-            trunk = await run_sipp(
-                [
-                    "-sf",
-                    str(scenario),
-                    "-s",
-                    "1000",
-                    "-i",
-                    "127.0.0.2",
-                    "-p",
-                    str(trunk_port),
-                    "-mp",
-                    str(free_port("127.0.0.2")),
-                    "-m",
-                    "1",
-                    f"{host}:{sip_port}",
-                ],
-                timeout=25,
-            )
-            return trunk, await asyncio.wait_for(phone, 10)
-        finally:
-            await server.close()
-
-    trunk, phone = run_async(body, timeout=60)
-    return trunk, phone, rows_of(tmp_path)
+    assert_sipp_ok(first, trunk)
 
 
 def test_do_not_record_caller_is_not_asked_and_not_recorded(tmp_path: Path) -> None:
@@ -254,8 +148,7 @@ def test_do_not_record_caller_is_not_asked_and_not_recorded(tmp_path: Path) -> N
     trunk, phone, rows = run_inbound(
         tmp_path, SIPP_DIR / "trunk_uac.xml", extra='do_not_record = ["030 123456"]'
     )
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(trunk, phone)
     (row,) = rows
     assert (row["caller"], row["caller_e164"]) == ("+4930123456", "+4930123456")
     assert (row["status"], row["path"]) == ("not_recorded", None)
@@ -275,8 +168,7 @@ def test_withheld_caller_is_asked_and_recorded_as_withheld(
     scenario.write_text(text[: line_end + 1] + "      Privacy: id\n" + text[line_end + 1 :])
     with caplog.at_level(logging.DEBUG):
         trunk, phone, rows = run_inbound(tmp_path, scenario)
-    assert trunk.returncode == 0, trunk.stdout[-3000:] + trunk.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(trunk, phone)
     (row,) = rows
     assert (row["caller"], row["caller_e164"]) == ("withheld", None)
     assert row["consent"]["result"] == "accepted"  # asked like anyone else

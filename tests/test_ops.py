@@ -29,8 +29,9 @@ from b2bua.logs import JsonFormatter, KvFormatter, parse_fields, setup_logging
 from b2bua.metrics import OpsCounters
 from b2bua.ops import OpsEndpoint, format_status, local_url
 from b2bua.reload import reload_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from b2bua.serve import start_server
+from tests.conftest import free_port, run_async, run_sipp, write_office
+from tests.sipp_harness import phone_answers, trunk_calls_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,20 +93,6 @@ async def http_get(
         int(headers["content-length"]) == (len(body) if method != "HEAD" else 0) or method == "HEAD"
     )
     return status, headers, body
-
-
-def _sipp_phone(port: int) -> list[str]:
-    media = free_port("127.0.0.3")
-    return ["-sf", str(SIPP_DIR / "phone_uas.xml"), "-i", "127.0.0.3", "-p", str(port),
-            "-mp", str(media), "-rtp_echo", "-m", "1"]  # fmt: skip
-
-
-def _sipp_trunk(server: Server, port: int, hold_ms: int) -> list[str]:
-    host, sip_port = server.sip_address
-    media = free_port("127.0.0.2")
-    return ["-sf", str(SIPP_DIR / "ops_trunk_call.xml"), "-s", "1000", "-i", "127.0.0.2",
-            "-p", str(port), "-mp", str(media), "-d", str(hold_ms), "-m", "1",
-            f"{host}:{sip_port}"]  # fmt: skip
 
 
 # ------------------------------------------------------------------ logs
@@ -236,9 +223,10 @@ def test_metrics_healthz_and_status_around_a_real_call(tmp_path: Path) -> None:
             _, headers, body = await http_get(address, "/metrics")
             out["before"] = parse_prometheus(body.decode())
             assert headers["content-type"].startswith("text/plain; version=0.0.4")
-            phone = asyncio.create_task(run_sipp(_sipp_phone(phone_port)))
+            phone = asyncio.create_task(run_sipp(phone_answers(phone_port)))
             await asyncio.sleep(0.3)
-            trunk = asyncio.create_task(run_sipp(_sipp_trunk(server, trunk_port, 2000)))
+            call = trunk_calls_in(server, trunk_port, "ops_trunk_call.xml", extra=["-d", "2000"])
+            trunk = asyncio.create_task(run_sipp(call))
             for _ in range(100):  # bounded: 5 s
                 _, _, body = await http_get(address, "/status")
                 state = json.loads(body)

@@ -19,7 +19,8 @@ from typing import cast
 
 import pytest
 
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from tests.conftest import free_port, run_async, run_sipp, write_office
+from tests.sipp_harness import phone_answers, sipp_uac, trunk_calls_in
 from tests.test_ops import http_get, parse_prometheus, sample
 
 pytestmark = pytest.mark.sipp
@@ -53,9 +54,9 @@ async def _wait_for_log(log: Path, needle: str, start: int, timeout: float = 10.
 
 
 def _register(port: int, server: tuple[str, int], user: str, password: str) -> list[str]:
-    return ["-sf", str(SIPP_DIR / "ops_register.xml"), "-s", user, "-au", user,
-            "-ap", password, "-i", "127.0.0.4", "-p", str(port), "-m", "1",
-            f"{server[0]}:{server[1]}"]  # fmt: skip
+    return sipp_uac(
+        "ops_register.xml", user, "127.0.0.4", port, server, auth=(user, password), media=False
+    )
 
 
 def test_sighup_reload_keeps_the_call_and_changes_passwords(tmp_path: Path) -> None:
@@ -89,45 +90,11 @@ def test_sighup_reload_keeps_the_call_and_changes_passwords(tmp_path: Path) -> N
                     sip = (host, int(port))
                     break
             assert sip is not None, log.read_text()
-            phone = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(SIPP_DIR / "phone_uas.xml"),
-                        "-i",
-                        "127.0.0.3",
-                        "-p",
-                        str(phone_port),
-                        "-mp",
-                        str(free_port("127.0.0.3")),
-                        "-rtp_echo",
-                        "-m",
-                        "1",
-                    ]
-                )
-            )
+            phone = asyncio.create_task(run_sipp(phone_answers(phone_port)))
             await asyncio.sleep(0.3)
-            trunk = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(SIPP_DIR / "ops_trunk_call.xml"),
-                        "-s",
-                        "1000",
-                        "-i",
-                        "127.0.0.2",
-                        "-p",
-                        str(trunk_port),
-                        "-mp",
-                        str(free_port("127.0.0.2")),
-                        "-d",
-                        "6000",
-                        "-m",
-                        "1",
-                        f"{sip[0]}:{sip[1]}",
-                    ]
-                )
-            )
+            # A call of a few seconds (-d: SIPp's pause), up while the config reloads.
+            long_call = trunk_calls_in(sip, trunk_port, "ops_trunk_call.xml", extra=["-d", "6000"])
+            trunk = asyncio.create_task(run_sipp(long_call))
             calls: list[dict[str, object]] = []
             for _ in range(100):  # bounded: 5 s
                 calls = json.loads((await http_get(metrics, "/status"))[2])["calls"]

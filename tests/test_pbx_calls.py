@@ -14,8 +14,17 @@ import pytest
 from b2bua.config import load_config
 from b2bua.message import parse_message
 from b2bua.pbx import acting_extension, office_user
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
+from b2bua.serve import Server
+from tests.conftest import SIPP_DIR, free_port, run_sipp
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    carrier_answers,
+    phone_answers,
+    phone_calls_out,
+    run_serving,
+    trunk_calls_in,
+)
 
 pytestmark = pytest.mark.sipp
 DID = "+4930111222"
@@ -49,27 +58,6 @@ mode = "off"
     return path
 
 
-def sipp(scenario: Path, ip: str, port: int, *extra: str) -> list[str]:
-    return [
-        "-sf",
-        str(scenario),
-        "-i",
-        ip,
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port(ip)),
-        "-m",
-        "1",
-        *extra,
-    ]
-
-
-def _ok(*results: Any) -> None:
-    for result in results:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-
-
 def test_inbound_to_the_pbx_keeps_the_dialled_number(tmp_path: Path) -> None:
     trunk_port, pbx_port = free_port("127.0.0.2"), free_port("127.0.0.3")
     config = pbx_office(tmp_path, trunk_port, pbx_port)
@@ -89,35 +77,16 @@ def test_inbound_to_the_pbx_keeps_the_dialled_number(tmp_path: Path) -> None:
     text = text.replace("Content-Length: 0", "X-Seen: [$1] [$2]\n      Content-Length: 0", 1)
     pbx_scenario.write_text(text)
 
-    async def body(server: Server) -> tuple[Any, Any]:
-        pbx = asyncio.create_task(
-            run_sipp(sipp(pbx_scenario, "127.0.0.3", pbx_port, "-rtp_echo"), timeout=20)
-        )
-        await asyncio.sleep(0.3)
-        host, port = server.sip_address
-        trunk = await run_sipp(
-            sipp(
-                SIPP_DIR / "trunk_uac.xml",
-                "127.0.0.2",
-                trunk_port,
-                "-s",
-                DID,
-                f"{host}:{port}",
-            ),
+    async def body(server: Server) -> tuple[Any, list[Any]]:
+        return await answered_call(
+            [phone_answers(pbx_port, pbx_scenario)],
+            trunk_calls_in(server, trunk_port, service=DID),
             timeout=20,
+            wait=15,
         )
-        return trunk, await asyncio.wait_for(pbx, 15)
 
-    trunk, pbx = run_async(lambda: _with(config, body))
-    _ok(trunk, pbx)
-
-
-async def _with(config: Path, body: Any) -> Any:
-    server = await start_server(load_config(config))
-    try:
-        return await body(server)
-    finally:
-        await server.close()
+    trunk, (pbx,) = run_serving(config, body)
+    assert_sipp_ok(trunk, pbx)
 
 
 def _asserting(tmp_path: Path, source: str, user: str) -> Path:
@@ -147,28 +116,10 @@ def test_outbound_from_the_pbx_applies_the_asserted_extensions_rules(
 
     async def body(server: Server) -> tuple[Any, Any]:
         carrier = asyncio.create_task(
-            run_sipp(
-                sipp(SIPP_DIR / "phone_uas.xml", "127.0.0.2", trunk_port, "-rtp_echo"),
-                timeout=8 if not allowed else 20,
-            )
+            run_sipp(carrier_answers(trunk_port), timeout=8 if not allowed else 20)
         )
         await asyncio.sleep(0.3)
-        host, port = server.sip_address
-        pbx = await run_sipp(
-            sipp(
-                scenario,
-                "127.0.0.3",
-                pbx_port,
-                "-s",
-                "+4989123456",
-                "-au",
-                "1000",
-                "-ap",
-                "pw1000",
-                f"{host}:{port}",
-            ),
-            timeout=20,
-        )
+        pbx = await run_sipp(phone_calls_out(server, pbx_port, scenario=scenario), timeout=20)
         if not allowed:
             carrier.cancel()  # the carrier must see nothing: stop waiting for it
             with contextlib.suppress(asyncio.CancelledError):
@@ -176,10 +127,10 @@ def test_outbound_from_the_pbx_applies_the_asserted_extensions_rules(
             return pbx, None
         return pbx, await asyncio.wait_for(carrier, 15)
 
-    pbx, carrier = run_async(lambda: _with(config, body))
-    _ok(pbx)
+    pbx, carrier = run_serving(config, body)
+    assert_sipp_ok(pbx)
     if allowed:
-        _ok(carrier)
+        assert_sipp_ok(carrier)
 
 
 def test_office_user_prefers_p_asserted_identity(tmp_path: Path) -> None:

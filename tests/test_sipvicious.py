@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from b2bua.serve import Server
+from tests.conftest import free_port, write_office
+from tests.sipp_harness import answered_call, phone_answers, run_serving, trunk_calls_in
 
 pytestmark = pytest.mark.sipp
 
@@ -99,44 +99,10 @@ def _office(tmp_path: Path, phone_port: int, trunk_port: int, security: str = ""
 
 
 async def _real_call(server: Server, phone_port: int, trunk_port: int) -> tuple[int, int]:
-    host, sip_port = server.sip_address
-    phone = asyncio.create_task(
-        run_sipp(
-            [
-                "-sf",
-                str(SIPP_DIR / "phone_uas.xml"),
-                "-i",
-                "127.0.0.3",
-                "-p",
-                str(phone_port),
-                "-mp",
-                str(free_port("127.0.0.3")),
-                "-rtp_echo",
-                "-m",
-                "1",
-            ]
-        )
+    trunk, (phone,) = await answered_call(
+        [phone_answers(phone_port)], trunk_calls_in(server, trunk_port)
     )
-    await asyncio.sleep(0.3)
-    trunk = await run_sipp(
-        [
-            "-sf",
-            str(SIPP_DIR / "trunk_uac.xml"),
-            "-s",
-            "1000",
-            "-i",
-            "127.0.0.2",
-            "-p",
-            str(trunk_port),
-            "-mp",
-            str(free_port("127.0.0.2")),
-            "-m",
-            "1",
-            f"{host}:{sip_port}",
-        ]
-    )
-    phone_result = await phone
-    return trunk.returncode, phone_result.returncode
+    return trunk.returncode, phone.returncode
 
 
 def test_svmap_svwar_svcrack_then_a_real_call(
@@ -200,14 +166,7 @@ def test_svmap_svwar_svcrack_then_a_real_call(
         out["stats"] = server.guard.stats
         return out
 
-    async def with_server() -> dict[str, object]:
-        server = await start_server(load_config(config))
-        try:
-            return await scenario(server)
-        finally:
-            await server.close()
-
-    out = run_async(with_server, timeout=120)
+    out = run_serving(config, scenario, timeout=120)
     svmap = str(out["svmap"])
     # svmap sees a SIP device but no product: no User-Agent/Server header goes out.
     assert re.search(r"127\.0\.0\.1:\d+\s*\|\s*unknown", svmap), svmap
@@ -239,21 +198,17 @@ def test_strangers_get_no_answer_when_configured(tmp_path: Path) -> None:
         '[security]\ndrop_strangers = true\ntrusted_networks = ["127.0.0.16/28"]',
     )
 
-    async def scenario() -> dict[str, object]:
-        server = await start_server(load_config(config))
-        try:
-            host, port = server.sip_address
-            target = ["-p", str(port), host]
-            svmap = await run_tool("svmap", "-b", ATTACKER, "-t", "0.05", *target)
-            probes = {
-                ip: await asyncio.to_thread(options_probe, (host, port), ip)
-                for ip in (ATTACKER, "127.0.0.2", "127.0.0.3", "127.0.0.20")
-            }
-            return {"svmap": svmap, "probes": probes, "filtered": server.runner.transport.stats}
-        finally:
-            await server.close()
+    async def scenario(server: Server) -> dict[str, object]:
+        host, port = server.sip_address
+        target = ["-p", str(port), host]
+        svmap = await run_tool("svmap", "-b", ATTACKER, "-t", "0.05", *target)
+        probes = {
+            ip: await asyncio.to_thread(options_probe, (host, port), ip)
+            for ip in (ATTACKER, "127.0.0.2", "127.0.0.3", "127.0.0.20")
+        }
+        return {"svmap": svmap, "probes": probes, "filtered": server.runner.transport.stats}
 
-    out = run_async(scenario, timeout=60)
+    out = run_serving(config, scenario, timeout=60)
     assert not re.search(r"127\.0\.0\.1:\d+\s*\|", str(out["svmap"])), out["svmap"]
     probes = out["probes"]
     assert isinstance(probes, dict)

@@ -7,7 +7,6 @@ hangs up with BYE when it quits)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from b2bua.archive.catalog import Catalog
-from b2bua.archive.keys import decrypt_file, keygen
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
+from b2bua.archive.keys import keygen
+from b2bua.serve import Server
+from tests.conftest import free_port, run_sipp
+from tests.sipp_harness import (
+    assert_sipp_ok,
+    catalog_rows,
+    decrypted_wav,
+    phone_answers,
+    rms,
+    run_baresip,
+    run_serving,
+)
 from tests.test_tls_support import Pki, make_pki
 
 pytestmark = pytest.mark.sipp
-
-
-def baresip_binary() -> str:
-    path = shutil.which("baresip")
-    if path is None:
-        pytest.fail("baresip not found: install the Debian package baresip")  # never a skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -104,91 +103,43 @@ def baresip_config(tmp_path: Path, pki: Pki) -> Path:
     return conf
 
 
-async def run_baresip(conf: Path, tls_port: int, seconds: int) -> tuple[int, str]:
-    dial = f"/dial sip:1000@127.0.0.1:{tls_port};transport=tls"
-    proc = await asyncio.create_subprocess_exec(
-        baresip_binary(),
-        "-f",
-        str(conf),
-        "-t",
-        str(seconds),
-        "-e",
-        dial,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), seconds + 10)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
-
-
-def phone_args(phone_port: int) -> list[str]:
-    return [
-        "-sf",
-        str(SIPP_DIR / "phone_uas.xml"),
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(phone_port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
-
-
 def test_baresip_calls_in_over_tls_with_srtp_and_is_recorded(tmp_path: Path, pki: Pki) -> None:
     tls_port, phone_port = free_port("127.0.0.1"), free_port("127.0.0.3")
     config = office(tmp_path, pki, tls_port, phone_port, pki.server)
     conf = baresip_config(tmp_path, pki)
 
-    async def body() -> tuple[Any, int, str, dict[str, int]]:
-        server: Server = await start_server(load_config(config))
-        try:
-            phone = asyncio.create_task(run_sipp(phone_args(phone_port), timeout=30))
-            await asyncio.sleep(0.3)
-            seen: dict[str, int] = {"unprotected": 0, "auth_failures": 0}
+    async def body(server: Server) -> tuple[Any, int, str, dict[str, int]]:
+        phone = asyncio.create_task(run_sipp(phone_answers(phone_port), timeout=30))
+        await asyncio.sleep(0.3)
+        seen: dict[str, int] = {"unprotected": 0, "auth_failures": 0}
 
-            async def watch() -> None:
-                # The trunk leg's SRTP counters, read while the call is up.
-                for _ in range(200):
-                    for leg in server.relay.legs.values():
-                        if leg.leg_id.endswith("-a") and leg.srtp is not None:
-                            seen["unprotected"] = max(
-                                seen["unprotected"], leg.srtp.stats.unprotected
-                            )
-                            seen["auth_failures"] = leg.srtp.stats.auth_failures
-                    await asyncio.sleep(0.1)
+        async def watch() -> None:
+            # The trunk leg's SRTP counters, read while the call is up.
+            for _ in range(200):
+                for leg in server.relay.legs.values():
+                    if leg.leg_id.endswith("-a") and leg.srtp is not None:
+                        seen["unprotected"] = max(seen["unprotected"], leg.srtp.stats.unprotected)
+                        seen["auth_failures"] = leg.srtp.stats.auth_failures
+                await asyncio.sleep(0.1)
 
-            watcher = asyncio.create_task(watch())
-            code, out = await run_baresip(conf, tls_port, 13)
-            watcher.cancel()
-            return await asyncio.wait_for(phone, 15), code, out, seen
-        finally:
-            await server.close()
+        watcher = asyncio.create_task(watch())
+        dial = f"/dial sip:1000@127.0.0.1:{tls_port};transport=tls"
+        code, out = await run_baresip(conf, 13, dial)
+        watcher.cancel()
+        return await asyncio.wait_for(phone, 15), code, out, seen
 
-    phone, code, out, seen = run_async(body, timeout=60)
+    phone, code, out, seen = run_serving(config, body, timeout=60)
     assert code == 0, out[-3000:]
     assert "SRTP is Enabled" in out, out[-3000:]
     assert "Call established" in out, out[-3000:]
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(phone)
     assert seen["unprotected"] > 200  # baresip's SRTP, decrypted on the trunk leg
     assert seen["auth_failures"] == 0
-    with Catalog.open(tmp_path / "recordings") as catalog:
-        (row,) = catalog.list()
+    (row,) = catalog_rows(tmp_path / "recordings")
     assert row["status"] == "complete"
     assert row["consent"]["result"] == "accepted"
-    out_wav = tmp_path / "call.wav"
-    assert decrypt_file(tmp_path / "recorder.key", Path(row["path"]), out_wav) == 0
-    data, rate = sf.read(out_wav, dtype="int16")
+    data, rate = decrypted_wav(tmp_path, row)
     assert rate == 8000 and data.shape[1] == 2 and data.shape[0] > 8000 * 2
-    left = float(np.sqrt(np.mean(data[:, 0].astype(float) ** 2)))
-    right = float(np.sqrt(np.mean(data[:, 1].astype(float) ** 2)))
+    left, right = rms(data[:, 0]), rms(data[:, 1])
     assert left > 1000  # baresip's tone, decrypted from SRTP
     assert right > 1000  # the phone's plain echo of it

@@ -17,10 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pylibsrtp
 import pytest
-import soundfile as sf
 
-from b2bua.archive.catalog import Catalog
-from b2bua.archive.keys import decrypt_file, keygen
 from b2bua.config import load_config
 from b2bua.demo_trunk import TrunkMedia
 from b2bua.dialog import Dialog
@@ -33,7 +30,15 @@ from b2bua.serve import Server, start_server
 from b2bua.uri import URI
 from rtp.packet import RtpPacket
 from rtp.srtp import SUITES, SrtpKey
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from tests.conftest import free_port, run_async, run_sipp
+from tests.sipp_harness import (
+    assert_sipp_ok,
+    catalog_rows,
+    consent_office,
+    decrypted_wav,
+    phone_answers,
+    rms,
+)
 
 pytestmark = pytest.mark.sipp
 
@@ -200,42 +205,10 @@ class SrtpTrunk:
 
 
 def srtp_office(tmp_path: Path, trunk_port: int, phone_port: int, trunk_srtp: str) -> Path:
-    keygen(tmp_path / "recorder.key")
-    config = write_office(
-        tmp_path,
-        trunk=("127.0.0.2", trunk_port),
-        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
-        mode="keypress",
-        extra="\n".join(
-            [
-                'language = "en"',
-                'directory = "recordings"',
-                'public_key = "recorder.key.pub"',
-                "consent_timeout_s = 5",
-            ]
-        ),
-    )
-    text = config.read_text()
-    text = text.replace('password = "pw1000"', 'password = "pw1000"\nemployee_consent = true')
-    text = text.replace("[trunk]\n", f'[trunk]\nsrtp = "{trunk_srtp}"\n')
+    config = consent_office(tmp_path, trunk_port, phone_port, recording={"consent_timeout_s": "5"})
+    text = config.read_text().replace("[trunk]\n", f'[trunk]\nsrtp = "{trunk_srtp}"\n')
     config.write_text(text)
     return config
-
-
-def phone_args(phone_port: int) -> list[str]:
-    return [
-        "-sf",
-        str(SIPP_DIR / "phone_uas.xml"),
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(phone_port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-rtp_echo",
-        "-m",
-        "1",
-    ]
 
 
 def tone(seconds: float, hz: float = 440.0) -> npt.NDArray[np.int16]:
@@ -254,7 +227,7 @@ def test_srtp_trunk_plain_phone_recorded_decrypted_and_bad_tag_dropped(tmp_path:
         server: Server = await start_server(load_config(config_path))
         trunk = await SrtpTrunk.open("127.0.0.2", server.sip_address)
         try:
-            phone = asyncio.create_task(run_sipp(phone_args(phone_port), timeout=25))
+            phone = asyncio.create_task(run_sipp(phone_answers(phone_port), timeout=25))
             await asyncio.sleep(0.3)
             sdp, keys = offer_crypto(
                 offer("127.0.0.2", trunk.rtp_port, codecs=("PCMU",), session_id=11)
@@ -275,7 +248,7 @@ def test_srtp_trunk_plain_phone_recorded_decrypted_and_bad_tag_dropped(tmp_path:
             await server.close()
 
     phone, trunk, dropped, answer, bye = run_async(body, timeout=60)
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(phone)
     assert bye.status == 200
     audio = next(m for m in parse_sdp(answer.body).media if m.media == "audio")
     assert audio.proto == "RTP/SAVP"
@@ -283,19 +256,15 @@ def test_srtp_trunk_plain_phone_recorded_decrypted_and_bad_tag_dropped(tmp_path:
     assert trunk.received_srtp > 100
     assert trunk.received_bad == 0
     heard = np.concatenate(trunk.media.heard)
-    assert float(np.sqrt(np.mean(heard.astype(float) ** 2))) > 100
+    assert rms(heard) > 100
     assert dropped == 1
-    with Catalog.open(tmp_path / "recordings") as catalog:
-        (row,) = catalog.list()
+    (row,) = catalog_rows(tmp_path / "recordings")
     assert row["consent"]["result"] == "accepted"
     assert row["consent"]["method"] == "rfc4733"
     assert row["status"] == "complete"
-    out = tmp_path / "call.wav"
-    assert decrypt_file(tmp_path / "recorder.key", Path(row["path"]), out) == 0
-    data, rate = sf.read(out, dtype="int16")
+    data, rate = decrypted_wav(tmp_path, row)
     assert rate == 8000 and data.shape[1] == 2
-    left = float(np.sqrt(np.mean(data[:, 0].astype(float) ** 2)))
-    right = float(np.sqrt(np.mean(data[:, 1].astype(float) ** 2)))
+    left, right = rms(data[:, 0]), rms(data[:, 1])
     assert left > 500  # the trunk's tone, decrypted
     assert right > 100  # the phone's plain echo of it
 

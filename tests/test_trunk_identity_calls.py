@@ -4,7 +4,6 @@ the INVITE's From user and identity header on the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -12,35 +11,17 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from b2bua.config import load_config
-from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
+from b2bua.serve import Server
+from tests.conftest import SIPP_DIR, free_port, write_office
+from tests.sipp_harness import (
+    answered_call,
+    assert_sipp_ok,
+    carrier_answers,
+    phone_calls_out,
+    run_serving,
+)
 
 pytestmark = pytest.mark.sipp
-
-
-def phone_args(server: Server, number: str, port: int) -> list[str]:
-    """The desk phone 1000 dialling `number` (tests/sipp/phone_uac_auth.xml)."""
-    host, sip_port = server.sip_address
-    return [
-        "-sf",
-        str(SIPP_DIR / "phone_uac_auth.xml"),
-        "-s",
-        number,
-        "-au",
-        "1000",
-        "-ap",
-        "pw1000",
-        "-i",
-        "127.0.0.3",
-        "-p",
-        str(port),
-        "-mp",
-        str(free_port("127.0.0.3")),
-        "-m",
-        "1",
-        f"{host}:{sip_port}",
-    ]
 
 
 def identity_office(tmp_path: Path, trunk_port: int, trunk_keys: str, ext_keys: str) -> Path:
@@ -70,34 +51,16 @@ def carrier_scenario(tmp_path: Path, from_regexp: str, identity_regexp: str) -> 
 def call_out(tmp_path: Path, config: Path, scenario: Path, trunk_port: int) -> tuple[Any, Any]:
     phone_port = free_port("127.0.0.3")
 
-    async def body() -> tuple[Any, Any]:
-        server = await start_server(load_config(config))
-        try:
-            carrier = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(scenario),
-                        "-i",
-                        "127.0.0.2",
-                        "-p",
-                        str(trunk_port),
-                        "-mp",
-                        str(free_port("127.0.0.2")),
-                        "-rtp_echo",
-                        "-m",
-                        "1",
-                    ],
-                    timeout=20,
-                )
-            )
-            await asyncio.sleep(0.3)
-            phone = await run_sipp(phone_args(server, "030999", phone_port), timeout=20)
-            return phone, await asyncio.wait_for(carrier, 10)
-        finally:
-            await server.close()
+    async def body(server: Server) -> tuple[Any, list[Any]]:
+        return await answered_call(
+            [carrier_answers(trunk_port, scenario)],
+            phone_calls_out(server, phone_port, "030999"),
+            timeout=20,
+            wait=10,
+        )
 
-    return run_async(body, timeout=60)
+    phone, (carrier,) = run_serving(config, body, timeout=60)
+    return phone, carrier
 
 
 def test_extension_ddi_in_ppi_and_account_in_from(tmp_path: Path) -> None:
@@ -114,8 +77,7 @@ def test_extension_ddi_in_ppi_and_account_in_from(tmp_path: Path) -> None:
         r"P-Preferred-Identity: <sip:49301234512@127\.0\.0\.2>",
     )
     phone, carrier = call_out(tmp_path, config, scenario, trunk_port)
-    assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(carrier, phone)
 
 
 def test_extension_ddi_in_from_and_pai(tmp_path: Path) -> None:
@@ -131,8 +93,7 @@ def test_extension_ddi_in_from_and_pai(tmp_path: Path) -> None:
         tmp_path, rf"From: <sip:{ddi}@", rf"P-Asserted-Identity: <sip:{ddi}@127\.0\.0\.2>"
     )
     phone, carrier = call_out(tmp_path, config, scenario, trunk_port)
-    assert carrier.returncode == 0, carrier.stdout[-3000:] + carrier.stderr
-    assert phone.returncode == 0, phone.stdout[-3000:] + phone.stderr
+    assert_sipp_ok(carrier, phone)
 
 
 def test_carrier_check_fails_on_the_trunk_number(tmp_path: Path) -> None:

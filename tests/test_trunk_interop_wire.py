@@ -16,7 +16,15 @@ from b2bua.config import load_config
 from b2bua.message import Response, parse_message
 from b2bua.serve import Server, start_server
 from b2bua.trunk_monitor import Health
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, sipp_binary
+from tests.conftest import free_port, run_async, run_sipp, sipp_binary
+from tests.sipp_harness import (
+    Result,
+    assert_sipp_ok,
+    phone_answers,
+    phone_calls_out,
+    run_serving,
+    sipp_uas,
+)
 from tests.test_trunk_dns import LoopbackDns, trunk_zone
 
 pytestmark = pytest.mark.sipp
@@ -74,20 +82,12 @@ def test_srv_trunk_dead_primary_detected_and_call_goes_to_the_second(tmp_path: P
     )
     a, b = ("127.0.0.2", port_a), ("127.0.0.4", port_b)
 
-    async def body() -> tuple[bool, object, Server, int | None]:
+    async def body() -> tuple[bool, Result, Server, int | None]:
+        # The live second server answers every call (and the monitor's OPTIONS) until the
+        # test ends it; its output is not needed.
         carrier = await asyncio.create_subprocess_exec(
             sipp_binary(),
-            "-sf",
-            str(SIPP_DIR / "carrier_uas.xml"),
-            "-i",
-            "127.0.0.4",
-            "-p",
-            str(port_b),
-            "-mp",
-            str(free_port("127.0.0.4")),
-            "-rtp_echo",
-            "-m",
-            "100",
+            *sipp_uas("carrier_uas.xml", "127.0.0.4", port_b, calls=100),
             "-nostdin",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -103,29 +103,7 @@ def test_srv_trunk_dead_primary_detected_and_call_goes_to_the_second(tmp_path: P
                 ),
                 timeout=10,
             )
-            host, sip_port = server.sip_address
-            phone = await run_sipp(
-                [
-                    "-sf",
-                    str(SIPP_DIR / "phone_uac_auth.xml"),
-                    "-s",
-                    "+4989123456",
-                    "-au",
-                    "1000",
-                    "-ap",
-                    "pw1000",
-                    "-i",
-                    "127.0.0.3",
-                    "-p",
-                    str(phone_port),
-                    "-mp",
-                    str(free_port("127.0.0.3")),
-                    "-m",
-                    "1",
-                    f"{host}:{sip_port}",
-                ],
-                timeout=20,
-            )
+            phone = await run_sipp(phone_calls_out(server, phone_port), timeout=20)
             return ready, phone, server, carrier.returncode
         finally:
             await server.close()
@@ -143,7 +121,7 @@ def test_srv_trunk_dead_primary_detected_and_call_goes_to_the_second(tmp_path: P
         dns.stop()
     assert ready, "the monitor did not see a down, b up"
     assert carrier_rc is None, "the carrier SIPp quit early (an unexpected message?)"
-    assert phone.returncode == 0, phone.stdout + phone.stderr  # type: ignore[attr-defined]
+    assert_sipp_ok(phone)
     assert server.switch.stats.calls_started == 1
     assert server.switch.stats.calls_ended == 1
     assert dns.table.queries[("_sip._udp.trunk.test", "SRV")] >= 1
@@ -211,55 +189,34 @@ def test_require_100rel_gets_420_and_supported_100rel_alone_works(tmp_path: Path
     phone_port = free_port("127.0.0.3")
     config = _office(tmp_path, ['host = "127.0.0.2:5080"', "keepalive_s = 0"], phone_port)
 
-    async def body() -> tuple[list[Response], list[Response], list[Response], object]:
-        server = await start_server(load_config(config))
-        try:
-            phone = asyncio.create_task(
-                run_sipp(
-                    [
-                        "-sf",
-                        str(SIPP_DIR / "phone_uas.xml"),
-                        "-i",
-                        "127.0.0.3",
-                        "-p",
-                        str(phone_port),
-                        "-mp",
-                        str(free_port("127.0.0.3")),
-                        "-rtp_echo",
-                        "-m",
-                        "1",
-                    ],
-                    timeout=20,
+    async def body(server: Server) -> tuple[list[Response], list[Response], list[Response], Result]:
+        phone = asyncio.create_task(run_sipp(phone_answers(phone_port), timeout=20))
+        await asyncio.sleep(0.3)
+
+        def trunk_side() -> tuple[list[Response], list[Response], list[Response]]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.2", 0))
+                sock.settimeout(5)
+                local = sock.getsockname()
+                dest = server.sip_address
+                refused = _exchange(
+                    sock,
+                    _invite(server, local, "rel-1", "Require: 100rel", "Supported: 100rel"),
+                    dest,
+                    until=300,
                 )
-            )
-            await asyncio.sleep(0.3)
+                call = _exchange(
+                    sock, _invite(server, local, "rel-2", "Supported: 100rel"), dest, until=200
+                )
+                ok = call[-1]
+                sock.sendto(_in_dialog(server, "ACK", ok, local, 1), dest)
+                bye = _exchange(sock, _in_dialog(server, "BYE", ok, local, 2), dest, until=200)
+                return refused, call, bye
 
-            def trunk_side() -> tuple[list[Response], list[Response], list[Response]]:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                    sock.bind(("127.0.0.2", 0))
-                    sock.settimeout(5)
-                    local = sock.getsockname()
-                    dest = server.sip_address
-                    refused = _exchange(
-                        sock,
-                        _invite(server, local, "rel-1", "Require: 100rel", "Supported: 100rel"),
-                        dest,
-                        until=300,
-                    )
-                    call = _exchange(
-                        sock, _invite(server, local, "rel-2", "Supported: 100rel"), dest, until=200
-                    )
-                    ok = call[-1]
-                    sock.sendto(_in_dialog(server, "ACK", ok, local, 1), dest)
-                    bye = _exchange(sock, _in_dialog(server, "BYE", ok, local, 2), dest, until=200)
-                    return refused, call, bye
+        refused, call, bye = await asyncio.to_thread(trunk_side)
+        return refused, call, bye, await phone
 
-            refused, call, bye = await asyncio.to_thread(trunk_side)
-            return refused, call, bye, await phone
-        finally:
-            await server.close()
-
-    refused, call, bye, phone = run_async(body, timeout=60)
+    refused, call, bye, phone = run_serving(config, body, timeout=60)
     final = refused[-1]
     assert final.status == 420
     assert final.headers.get("Unsupported") == "100rel"
@@ -269,4 +226,4 @@ def test_require_100rel_gets_420_and_supported_100rel_alone_works(tmp_path: Path
         assert provisional.headers.get("RSeq") is None
         assert "100rel" not in (provisional.headers.get("Require") or "")
     assert bye[-1].status == 200
-    assert phone.returncode == 0, phone.stdout + phone.stderr  # type: ignore[attr-defined]
+    assert_sipp_ok(phone)

@@ -121,9 +121,15 @@ class Tally:
     register_other: dict[str, int] = field(default_factory=dict)
     cancel_ok: int = 0
     cancel_other: dict[str, int] = field(default_factory=dict)
+    # When each failure happened (seconds since the first call, why): to set them
+    # beside the samples, e.g. a stall of the machine rather than of the B2BUA.
+    failed_at: list[tuple[float, str]] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
 
     def fail(self, table: dict[str, int], why: str) -> None:
         table[why] = table.get(why, 0) + 1
+        if len(self.failed_at) < 1000:
+            self.failed_at.append((round(time.monotonic() - self.t0, 1), why))
 
 
 class SoakSip(SipLoad):
@@ -409,6 +415,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
     pid = proc.pid
     t0 = time.monotonic()
+    tally.t0 = t0  # failures are timed like the samples
     deadline = t0 + args.duration
 
     async def sample(phase: str) -> dict[str, Any]:
@@ -517,6 +524,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "bridged": tally.bridged,
             "ended_ok": tally.ended,
             "failed": tally.failed,
+            "failed_at_s": tally.failed_at,
         },
         "failed_attempts": {
             "wrong_password_register_refused": tally.register_refused,

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from b2bua.archive.catalog import Catalog
+from b2bua.archive.catalog_writer import CatalogWriter
 from b2bua.consent import ConsentRecord
 from b2bua.recorder import (
     LEFT,
@@ -116,7 +117,7 @@ class RecordingHub:
         directory: Path,
         recipients: tuple[str, ...],
         prompts: Mapping[str, Prompt],
-        catalog: Catalog | None,
+        catalog: Catalog | CatalogWriter | None,
         mute_inband_dtmf: bool = True,
         on_event: Callable[[HubEvent], None] | None = None,
     ) -> None:
@@ -152,6 +153,9 @@ class RecordingHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if isinstance(self.catalog, CatalogWriter):
+            # Every sealed recording's row written before the process goes (off the loop).
+            await asyncio.to_thread(self.catalog.close)
 
     async def _run(self) -> None:
         assert self._loop is not None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from b2bua.archive.catalog import Catalog
+from b2bua.archive.catalog_writer import CatalogWriter
 from b2bua.archive.recovery import recover
 from b2bua.archive.retention import RetentionPolicy, run_sweeper
 from b2bua.auth import NonceFactory
@@ -48,6 +50,15 @@ from rtp.relay import MediaRelay, PortAllocator, new_event_loop
 
 log = logging.getLogger("b2bua.serve")
 
+# Collector thresholds for a media server (docs/performance.md, "Garbage collection"):
+# young collections stay small (their pause grows with the young objects: 1,000 net new
+# containers, about the default 700), a middle collection every 10 of them as by
+# default, but a full collection only after 100 middle ones (default 10; CPython also
+# waits for 25 % new long-lived objects). The steady state makes no cyclic garbage
+# (measured with b2bua/gctrace.py), so a full collection finds next to nothing, while
+# its pause (every tracked object of every call, all calls stalled at once) is what
+# made the recording gaps.
+GC_THRESHOLDS = (1000, 10, 100)
 NONCE_LIFETIME_S = 300.0
 SWEEP_INTERVAL_S = 3600.0
 DRAIN_POLL_S = 0.1
@@ -216,11 +227,20 @@ def _start_recording(
     for item in recover(catalog, time.time()):
         log.warning("event=recovered_recording detail=%s", item)
     catalog.audit.log_config(config.path, "system", "serve")
+    plan = number_plan(config)
+
+    def open_for_writer() -> Catalog:
+        opened = Catalog.open(directory, policy=policy)
+        opened.normalise = plan.e164
+        return opened
+
+    # The hub's writes (a commit, an fsync each) go through a thread of their own so that
+    # a slow disk never stalls the media loop (b2bua/archive/catalog_writer.py).
     hub = RecordingHub(
         directory=directory,
         recipients=rec.recipients(),
         prompts=load_prompts(rec.language, rec.announcement),
-        catalog=catalog,
+        catalog=CatalogWriter(open_for_writer, directory),
         mute_inband_dtmf=rec.mute_inband_dtmf,
     )
     hub.start()
@@ -238,6 +258,7 @@ async def _serve_forever(config: Config) -> int:
 
     counters = OpsCounters()
     server = await start_server(config)
+    tune_gc(os.environ.get("B2BUA_GC"))
     endpoint = None
     if config.metrics.listen is not None:
         endpoint = OpsEndpoint(server, counters)
@@ -265,6 +286,11 @@ async def _serve_forever(config: Config) -> int:
         from b2bua.memtrace import install
 
         install(loop, trace_to)
+    gc_trace = None
+    if gc_to := os.environ.get("B2BUA_GCTRACE"):  # benchmarks only: collector pauses
+        from b2bua.gctrace import install as install_gctrace
+
+        gc_trace = install_gctrace(loop, gc_to)
     # SIGHUP: re-read the config; running calls are untouched (b2bua/reload.py).
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(server, counters))
     print(
@@ -283,6 +309,8 @@ async def _serve_forever(config: Config) -> int:
         task.cancel()
     log.info("event=shutdown calls_left=%d", len(server.switch.calls))
     await server.close()
+    if gc_trace is not None:
+        gc_trace.close()
     if endpoint is not None:
         await endpoint.close()  # last: /healthz answers 503 for the whole drain
     if portal is not None:
@@ -292,6 +320,26 @@ async def _serve_forever(config: Config) -> int:
         except subprocess.TimeoutExpired:
             portal.kill()
     return 0
+
+
+def tune_gc(setting: str | None = None) -> tuple[int, int, int]:
+    """After start-up: collect once, freeze what is left (modules, config, prompts: never
+    garbage, no longer walked by any collection) and set `GC_THRESHOLDS`.
+
+    `setting` (the B2BUA_GC environment variable, for benchmarks): "default" leaves the
+    interpreter's collector as it is; "A,B,C" freezes and uses these thresholds instead.
+    Returns the thresholds in force.
+    """
+    if setting == "default":
+        return gc.get_threshold()
+    thresholds = GC_THRESHOLDS
+    if setting:
+        a, b, c = (int(part) for part in setting.split(","))
+        thresholds = (a, b, c)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
+    return gc.get_threshold()
 
 
 def _resolve_trunk(

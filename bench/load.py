@@ -131,12 +131,16 @@ async def steady(pid: int, calls: int, duration: float) -> dict[str, Any]:
     xs = np.array([s[0] for s in samples])
     ys = np.array([s[1] for s in samples], dtype=np.float64)
     slope = float(np.polyfit(xs, ys, 1)[0]) * 60 if len(samples) > 2 else 0.0
+    # Per minute of the window (the last RSS sample of each minute): whether memory levels
+    # off shows here, where one slope over a long run can not tell a plateau from a leak.
+    per_minute = [rss for t, rss in samples if int(t) % 60 == 59] if duration >= 120 else []
     return {
         "window_s": round(t1 - t0, 3),
         "cpu_s": round(cpu1 - cpu0, 3),
         "rss_kib_start": samples[0][1],
         "rss_kib_end": samples[-1][1],
         "rss_growth_kib_per_min": round(slope, 1),
+        "rss_kib_per_minute": per_minute,
         "expected_packets": PACKETS_PER_CALL_S * calls * (t1 - t0),
     }
 
@@ -481,6 +485,7 @@ async def main() -> None:
     parser.add_argument(
         "--gen", choices=["c", "python"], default="c", help="RTP generator: rtpgen.c or .py"
     )
+    parser.add_argument("--baseline-s", type=float, help="forwarder seconds (default: --duration)")
     parser.add_argument("--replot", type=Path, help="only plot this earlier --out JSON")
     args = parser.parse_args()
     if args.replot is not None:
@@ -490,7 +495,9 @@ async def main() -> None:
     results = []
     for calls in (int(x) for x in args.calls.split(",")):
         run: dict[str, Any] = {"calls": calls, "load_before": os.getloadavg()}
-        run["forwarder"] = await run_forwarder(calls, args.duration)
+        # A long memory run needs no long baseline: the ratio is per packet.
+        baseline_s = args.baseline_s if args.baseline_s is not None else args.duration
+        run["forwarder"] = await run_forwarder(calls, baseline_s)
         for mode in [m for m in args.modes.split(",") if m not in ("", "none")]:
             work = Path(tempfile.mkdtemp(prefix=f"b2bua-load-{calls}-{mode}-"))
             profile = None

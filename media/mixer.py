@@ -137,7 +137,11 @@ class _Epoch:
         self.successor: _Epoch | None = None
 
 
-_Pending = tuple[int, _Epoch, Decoder, int, bytes]
+# (start index, index into the leg's ``refs``, payload type, payload). Only atomic
+# values: CPython stops tracking such a tuple at the first collection it meets, so the
+# packets waiting for the next pull (1,200 at 100 calls) are never promoted to the older
+# generations and never walked again (docs/performance.md, "Garbage collection").
+_Pending = tuple[int, int, int, bytes]
 
 
 class _Leg:
@@ -147,6 +151,9 @@ class _Leg:
         self.decoders: dict[int, Decoder] = dict(decoders)
         self.event_pts: frozenset[int] = frozenset(event_pts)
         self.pending: list[_Pending] = []
+        # The (epoch, decoder) pairs the pending packets use, in push order; the pending
+        # tuples name them by index. Emptied with ``pending``.
+        self.refs: list[tuple[_Epoch, Decoder]] = []
         self.samples_per_byte: dict[int, float] = {}
         # stream / sequence state
         self.ssrc: int | None = None
@@ -380,7 +387,10 @@ class StereoMixer:
         if start >= self._out + self._ring or len(st.pending) >= self._max_pending:
             st.overflow += 1
             return
-        st.pending.append((start, epoch, decoder, payload_type, payload))
+        refs = st.refs
+        if not refs or refs[-1][0] is not epoch or refs[-1][1] is not decoder:
+            refs.append((epoch, decoder))
+        st.pending.append((start, len(refs) - 1, payload_type, payload))
         est = round(len(payload) * st.samples_per_byte.get(payload_type, 1.0))
         st.high_water = max(st.high_water, start + est)
 
@@ -499,27 +509,29 @@ class StereoMixer:
         pending = st.pending
         count = len(pending)
         i = 0
+        refs = st.refs
         while i < count:
-            start, epoch, decoder, pt, payload = pending[i]
+            start, ref, pt, payload = pending[i]
+            epoch, decoder = refs[ref]
             j = i + 1
             if decoder in _ONE_SAMPLE_PER_BYTE:
                 # Back-to-back G.711 packets of one epoch (the usual case) are one run:
                 # decoded and written once. The same samples land where packet by
                 # packet they would, and the trim bounds are the run's: same result.
+                # (Equal pairs pushed back to back share one ``refs`` index.)
                 end = start + len(payload)
                 while j < count:
                     nxt = pending[j]
-                    if nxt[0] != end or nxt[1] is not epoch or nxt[2] is not decoder:
+                    if nxt[0] != end or nxt[1] != ref or nxt[2] != pt:
                         break
-                    if nxt[3] != pt:
-                        break
-                    end += len(nxt[4])
+                    end += len(nxt[3])
                     j += 1
                 if j > i + 1:
-                    payload = b"".join([item[4] for item in pending[i:j]])
+                    payload = b"".join([item[3] for item in pending[i:j]])
             self._place(st, start, epoch, decoder, pt, payload)
             i = j
         pending.clear()
+        refs.clear()
 
     def _place(
         self, st: _Leg, start: int, epoch: _Epoch, decoder: Decoder, pt: int, payload: bytes

@@ -298,10 +298,14 @@ class Catalog:
         callee: str | None,
         extension: str | None,
         started_at: float,
+        *,
+        record_id: str | None = None,
     ) -> str:
+        """A row for a call that reached the consent step; its id (made here, or given
+        by the caller that made it with `new_id`, catalog_writer.py)."""
         if direction not in DIRECTIONS:
             raise CatalogError(f"direction must be one of {', '.join(DIRECTIONS)}: {direction!r}")
-        record_id = new_id(started_at)
+        record_id = record_id or new_id(started_at)
         with immediate(self.conn):
             self.conn.execute(
                 "INSERT INTO calls (id, call_id, direction, caller, caller_e164, callee,"

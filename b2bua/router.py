@@ -271,14 +271,18 @@ class Router:
             headers.append(("P-Asserted-Identity", f"<{identity}>"))
         elif self.trunk.identity_header == "ppi":
             headers.append(("P-Preferred-Identity", f"<{identity}>"))
-        if self.mediasec is not None:
-            headers.extend(self.mediasec.verify_headers())
+        headers.extend(self.trunk_request_headers())
         if withheld:
             # Sources are silent on trunk.from_user with CLIR: From stays anonymous.
             headers.append(("Privacy", "id"))
             return Presentation("anonymous", "Anonymous", tuple(headers), label)
         from_user = self.trunk.from_user or number
         return Presentation(from_user, caller.display_name, tuple(headers), label)
+
+    def trunk_request_headers(self) -> tuple[tuple[str, str], ...]:
+        """What every request to the trunk carries: the mediasec agreement once learned
+        (Security-Verify, Require, Proxy-Require), else nothing."""
+        return () if self.mediasec is None else self.mediasec.verify_headers()
 
     def forwarded_headers(self, route: Route) -> tuple[tuple[str, str], ...]:
         """Extra headers of an inbound call that a hunt group forwards out to the trunk
@@ -289,8 +293,7 @@ class Router:
         number = self.plan.e164(route.dialled) or route.dialled
         diverting = URI("sip", number, host=self.trunk.host[0])
         headers = [("Diversion", f"<{diverting}>;reason=no-answer;counter=1")]
-        if self.mediasec is not None:
-            headers.extend(self.mediasec.verify_headers())
+        headers.extend(self.trunk_request_headers())
         return tuple(headers)
 
     def _decide(

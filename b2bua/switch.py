@@ -131,7 +131,8 @@ class Switch:
             interval_s=trunk.keepalive_s,
             transport=trunk.transport.upper(),
             failover=trunk.failover_hosts,
-            headers=self._trunk_dialog_headers,
+            # Late-bound: a SIGHUP reload replaces the router (it keeps the agreement).
+            headers=lambda: self.router.trunk_request_headers(),  # noqa: PLW0108
         )
         if is_ip_literal(trunk.host[0]):
             self.trunk_monitor.set_primary([trunk.host], 0.0)
@@ -506,7 +507,7 @@ class Switch:
                 hunt=hunt,
                 office_extension=office_user,
                 a_wideband=route.kind != "inbound" and is_wideband(self.config, extension),
-                trunk_headers=self._trunk_dialog_headers(),
+                trunk_headers=self.router.trunk_request_headers(),
                 mediasec=self.router.mediasec is not None,
             )
         except SipError as exc:
@@ -628,13 +629,6 @@ class Switch:
     def _to_trunk(self, target: Target) -> bool:
         """Whether `target` leaves through the trunk (not one of our extensions)."""
         return self.config.extension(target.to_user) is None
-
-    def _trunk_dialog_headers(self) -> tuple[tuple[str, str], ...]:
-        """What every in-dialog request to the trunk carries: the mediasec agreement once
-        learned (as Asterisk's res_pjsip_rfc3329 adds Security-Verify to a session's
-        requests), else nothing."""
-        agreement = self.router.mediasec
-        return () if agreement is None else agreement.verify_headers()
 
     def _caller_srtp(self, kind: str, extension: str | None) -> str:
         """SRTP policy of the caller's leg: the trunk's inbound, the extension's else."""

@@ -136,6 +136,11 @@ class RecordingResult(Protocol):
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+def recording_path(directory: Path, record_id: str) -> Path:
+    """Where the sealed recording of this id goes (the writer adds `.part` while open)."""
+    return directory / (record_id + FILE_SUFFIX)
+
+
 def new_id(started_at: float) -> str:
     """26 characters, ULID-like: 48-bit milliseconds then 80 random bits, Crockford base32.
 
@@ -287,8 +292,7 @@ class Catalog:
     # ------------------------------------------------------------- call layer API
 
     def path_for(self, record_id: str) -> Path:
-        """Where the sealed recording of this id goes (the writer adds `.part` while open)."""
-        return self.directory / (record_id + FILE_SUFFIX)
+        return recording_path(self.directory, record_id)
 
     def new_call(
         self,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from b2bua.archive.catalog import FILE_SUFFIX, Catalog, new_id
+from b2bua.archive.catalog import Catalog, new_id, recording_path
 
 log = logging.getLogger("b2bua.catalog")
 
@@ -52,7 +52,7 @@ class CatalogWriter:
 
     # -- what the hub calls (returns at once) -------------------------------------------
     def path_for(self, record_id: str) -> Path:
-        return self.directory / (record_id + FILE_SUFFIX)
+        return recording_path(self.directory, record_id)
 
     def new_call(
         self,

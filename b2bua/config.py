@@ -84,6 +84,7 @@ class RtpConfig:
     inactivity_timeout_s: float = 60.0
     max_call_s: float = 4 * 3600.0
     public_address: str | None = None
+    workers: int = 0  # media worker processes (b2bua/media_workers.py); 0: in the SIP process
 
     @property
     def pair_count(self) -> int:
@@ -346,6 +347,7 @@ _RTP = {
     "inactivity_timeout_s": _Key(_FLOAT, 60, cv.seconds()),
     "max_call_s": _Key(_FLOAT, 4 * 3600, cv.seconds()),
     "public_address": _Key(_STR, None, cv.host_name),  # default: sip.public_address
+    "workers": _Key((int,), 0, cv.int_between(0, 16)),  # media worker processes; 0: in-process
 }
 _TRUNK = {
     "host": _Key(_STR, _REQUIRED, cv.host_optional_port),  # "name": SRV (RFC 3263)

@@ -94,11 +94,21 @@ def render(metrics: Iterable[Metric]) -> str:
 
 def rtp_totals(server: Server) -> LegCounters:
     """Live legs' counters plus those of legs that closed."""
+    if server.workers is not None:
+        return server.workers.rtp_totals()
     totals = LegCounters()
-    sources = [server.relay.closed_totals, *(leg.counters for leg in server.relay.legs.values())]
+    relay = server.relay
+    assert relay is not None, "media runs in this process"
+    sources = [relay.closed_totals, *(leg.counters for leg in relay.legs.values())]
     for name in LegCounters.__slots__:
         setattr(totals, name, sum(getattr(c, name) for c in sources))
     return totals
+
+
+def legs_active(server: Server) -> int:
+    if server.workers is not None:
+        return server.workers.leg_count
+    return len(server.relay.legs) if server.relay is not None else 0
 
 
 def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
@@ -115,6 +125,12 @@ def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
             consent[result] = consent.get(result, 0) + count
         recording_now = sum(1 for m in hub.calls.values() if m.recorder.active)
         written = hub.recordings_written
+    workers = server.workers
+    if workers is not None:
+        for result, count in workers.consent_outcomes.items():
+            consent[result] = consent.get(result, 0) + count
+        recording_now = len(workers.recording_calls())
+        written = workers.recordings_written
     sip = server.runner.transport.stats
 
     def one(name: str, kind: str, help_: str, value: float) -> Metric:
@@ -138,7 +154,7 @@ def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
             "New calls refused (routing, toll-fraud rules, unreachable target).",
             sw.stats.calls_rejected,
         ),
-        one("b2bua_rtp_legs_active", "gauge", "Open RTP relay legs.", len(server.relay.legs)),
+        one("b2bua_rtp_legs_active", "gauge", "Open RTP relay legs.", legs_active(server)),
         one(
             "b2bua_rtp_packets_received_total",
             "counter",

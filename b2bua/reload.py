@@ -139,7 +139,8 @@ def reload_config(server: Server, counters: OpsCounters) -> bool:
     try:
         loaded = load_config(old.path)
         merged, applied, restart = merge(old, loaded)
-        recipients = merged.recording.recipients() if server.hub is not None else ()
+        recording = server.hub is not None or server.workers is not None
+        recipients = merged.recording.recipients() if recording else ()
         prompts = _prompts(server, merged)
     except ConfigError as exc:
         counters.reloads_failed += 1
@@ -172,7 +173,10 @@ def _prompts(server: Server, new: Config) -> dict[str, Prompt] | None:
     hub = server.hub
     old = server.config.recording
     rec = new.recording
-    if hub is None or (rec.language, rec.announcement) == (old.language, old.announcement):
+    if (hub is None and server.workers is None) or (rec.language, rec.announcement) == (
+        old.language,
+        old.announcement,
+    ):
         return None
     try:
         return load_prompts(rec.language, rec.announcement)
@@ -217,6 +221,13 @@ def _apply(
         if prompts is not None:
             hub.prompts = prompts
             switch.prompt_sha256 = hub.prompt_sha256
+    workers = server.workers
+    if workers is not None and new.recording.mode != "off":
+        rec = new.recording
+        workers.configure(recipients, rec.mute_inband_dtmf, rec.language, rec.announcement)
+        if prompts is not None:
+            workers.prompt_sha256 = {name: p.sha256 for name, p in prompts.items()}
+            switch.prompt_sha256 = workers.prompt_sha256
     catalog = server.catalog
     if catalog is not None:
         catalog.normalise = number_plan(new).e164

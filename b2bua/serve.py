@@ -36,8 +36,9 @@ from b2bua.archive.retention import RetentionPolicy, run_sweeper
 from b2bua.auth import NonceFactory
 from b2bua.config import Config, ConfigError, IPNetwork
 from b2bua.guard import Guard
-from b2bua.media_control import RelayMediaControl
-from b2bua.recording_hub import RecordingHub, load_prompts
+from b2bua.media_control import MediaControl, RecordingControl, RelayMediaControl
+from b2bua.media_workers import WorkerPool
+from b2bua.recording_hub import HubEvent, RecordingHub, load_prompts
 from b2bua.registrar import Registrar
 from b2bua.router import number_plan
 from b2bua.runner import CoreRunner
@@ -71,10 +72,11 @@ class Server:
     config: Config
     switch: Switch
     runner: CoreRunner
-    relay: MediaRelay
+    relay: MediaRelay | None  # None when media runs in worker processes
     hub: RecordingHub | None = None
     catalog: Catalog | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    workers: WorkerPool | None = None  # [rtp] workers > 0 (b2bua/media_workers.py)
     guard: Guard = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,12 +106,15 @@ class Server:
         await asyncio.sleep(0)  # let the BYEs leave
         if self.hub is not None:
             await self.hub.close(self.runner.now())  # seals every recording
+        if self.workers is not None:
+            await self.workers.close()  # each worker seals its recordings
         for task in self.background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.runner.close()
-        self.relay.close()
+        if self.relay is not None:
+            self.relay.close()
         if self.catalog is not None:
             self.catalog.close()
 
@@ -117,13 +122,29 @@ class Server:
 async def start_server(config: Config) -> Server:
     """Binds everything and returns the running server (the caller owns the loop)."""
     loop = asyncio.get_running_loop()
-    relay = MediaRelay(
-        config.rtp.bind,
-        PortAllocator(config.rtp.port_min, config.rtp.port_max),
-        inactivity_timeout=config.rtp.inactivity_timeout_s,
-        loop=loop,
-    )
-    media = RelayMediaControl(relay, config.rtp.public_address)
+    relay: MediaRelay | None = None
+    workers: WorkerPool | None = None
+    media: MediaControl
+    if config.rtp.workers:
+        # Prompts are loaded here too, only for their hashes (the consent evidence).
+        rec = config.recording
+        prompts = load_prompts(rec.language, rec.announcement) if rec.mode != "off" else {}
+        workers = WorkerPool(
+            config,
+            rec.recipients() if rec.mode != "off" else (),
+            loop,
+            count=config.rtp.workers,
+            prompt_sha256={name: prompt.sha256 for name, prompt in prompts.items()},
+        )
+        media = workers
+    else:
+        relay = MediaRelay(
+            config.rtp.bind,
+            PortAllocator(config.rtp.port_min, config.rtp.port_max),
+            inactivity_timeout=config.rtp.inactivity_timeout_s,
+            loop=loop,
+        )
+        media = RelayMediaControl(relay, config.rtp.public_address)
     nonces = NonceFactory(secrets.token_bytes(32), NONCE_LIFETIME_S)
     registrar = Registrar(
         config.extensions,
@@ -165,20 +186,30 @@ async def start_server(config: Config) -> Server:
     )
     host, port = config.sip.listen
     public = config.sip.public_address
-    hub, catalog, background = _start_recording(config)
+    hub, catalog, background = _start_recording(config, in_process=workers is None)
+    recording: RecordingControl | None = hub
+    sha256 = hub.prompt_sha256 if hub is not None else None
+    if workers is not None:
+        await workers.start()  # after crash recovery: no writer is open before this
+        if config.recording.mode != "off":
+            recording, sha256 = workers, workers.prompt_sha256
     switch = Switch(
         config,
         registrar,
         media,
         (public or host, port),
         timers=timers,
-        recording=hub,
-        prompt_sha256=hub.prompt_sha256 if hub is not None else None,
+        recording=recording,
+        prompt_sha256=sha256,
     )
+
+    def hub_event(ev: HubEvent) -> None:
+        switch.media_event(ev.call_id, ev.kind, ev.at, ev.digit, ev.method, ev.side)
+
     if hub is not None:
-        hub.on_event = lambda ev: switch.media_event(
-            ev.call_id, ev.kind, ev.at, ev.digit, ev.method, ev.side
-        )
+        hub.on_event = hub_event
+    if workers is not None:
+        workers.on_event = hub_event
     switch.guard = guard
     runner = CoreRunner(switch, max_message_size=config.sip.max_message_size)
     sip = runner.transport
@@ -209,13 +240,14 @@ async def start_server(config: Config) -> Server:
         background.append(_resolve_trunk(config, switch, runner, trunk_tls))
     runner.flush()
     log.info("event=listening sip=%s:%d rtp=%s", bound[0], bound[1], config.rtp.bind)
-    return Server(config, switch, runner, relay, hub, catalog, background)
+    return Server(config, switch, runner, relay, hub, catalog, background, workers)
 
 
 def _start_recording(
-    config: Config,
+    config: Config, *, in_process: bool = True
 ) -> tuple[RecordingHub | None, Catalog | None, list[asyncio.Task[None]]]:
-    """Catalog, crash recovery, retention sweeper and the recording hub (mode != off)."""
+    """Catalog, crash recovery, retention sweeper and the recording hub (mode != off);
+    no hub when media workers record (`in_process` False)."""
     rec = config.recording
     if rec.mode == "off":
         return None, None, []
@@ -228,6 +260,12 @@ def _start_recording(
         log.warning("event=recovered_recording detail=%s", item)
     catalog.audit.log_config(config.path, "system", "serve")
     plan = number_plan(config)
+    sweeper = asyncio.get_running_loop().create_task(
+        run_sweeper(lambda: Catalog.open(directory, policy=policy), interval_s=SWEEP_INTERVAL_S),
+        name="retention-sweeper",  # b2bua/reload.py restarts it when retention changes
+    )
+    if not in_process:
+        return None, catalog, [sweeper]
 
     def open_for_writer() -> Catalog:
         opened = Catalog.open(directory, policy=policy)
@@ -244,10 +282,6 @@ def _start_recording(
         mute_inband_dtmf=rec.mute_inband_dtmf,
     )
     hub.start()
-    sweeper = asyncio.get_running_loop().create_task(
-        run_sweeper(lambda: Catalog.open(directory, policy=policy), interval_s=SWEEP_INTERVAL_S),
-        name="retention-sweeper",  # b2bua/reload.py restarts it when retention changes
-    )
     return hub, catalog, [sweeper]
 
 

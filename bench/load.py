@@ -52,17 +52,45 @@ DTMF_DELAY_S = 0.3
 GEN_KEYS = ("sender_tick_lag_ms", "cpu_s", "cpu_user_s", "cpu_system_s", "other_packets")
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants (the B2BUA and its media workers), parents first."""
+    out, todo = [], [pid]
+    while todo and len(out) < 64:  # bounded: a B2BUA has a handful of children
+        current = todo.pop(0)
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+def one_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds of the B2BUA: the serve process plus its media workers."""
+    return sum(one_cpu_s(p) for p in tree_pids(pid))
+
+
 def proc_mem_kib(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
+    """VmRSS and VmHWM summed over the process tree (the workers' own RSS counts)."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    for member in tree_pids(pid):
+        try:
+            text = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] += int(value.split()[0])
     return out
 
 
@@ -120,6 +148,7 @@ class Gen:
 
 async def steady(pid: int, calls: int, duration: float) -> dict[str, Any]:
     """CPU and memory of `pid` over the steady window, RSS sampled once a second."""
+    by_pid0 = {p: one_cpu_s(p) for p in tree_pids(pid)}
     cpu0, t0 = proc_cpu_s(pid), time.monotonic()
     samples: list[tuple[float, int]] = []
     for _ in range(int(duration)):  # bounded: one sample per second
@@ -134,9 +163,11 @@ async def steady(pid: int, calls: int, duration: float) -> dict[str, Any]:
     # Per minute of the window (the last RSS sample of each minute): whether memory levels
     # off shows here, where one slope over a long run can not tell a plateau from a leak.
     per_minute = [rss for t, rss in samples if int(t) % 60 == 59] if duration >= 120 else []
+    by_pid = [round(one_cpu_s(p) - by_pid0.get(p, 0.0), 3) for p in tree_pids(pid)]
     return {
         "window_s": round(t1 - t0, 3),
         "cpu_s": round(cpu1 - cpu0, 3),
+        "cpu_s_by_process": by_pid,  # the serve process first, then its media workers
         "rss_kib_start": samples[0][1],
         "rss_kib_end": samples[-1][1],
         "rss_growth_kib_per_min": round(slope, 1),
@@ -200,7 +231,12 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def write_config(
-    directory: Path, sip_port: int, trunk: tuple[str, int], phone: tuple[str, int], mode: str
+    directory: Path,
+    sip_port: int,
+    trunk: tuple[str, int],
+    phone: tuple[str, int],
+    mode: str,
+    workers: int = 0,
 ) -> Path:
     from b2bua.archive.keys import keygen
 
@@ -211,6 +247,7 @@ def write_config(
         "[rtp]",
         'ports = "42000-46999"',
         "inactivity_timeout_s = 60",
+        f"workers = {workers}",
         "[trunk]",
         f'host = "{trunk[0]}:{trunk[1]}"',
         'inbound_extension = "1000"',
@@ -245,7 +282,13 @@ async def wait_serving(log: Path, proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_b2bua(
-    calls: int, duration: float, mode: str, cps: float, workdir: Path, profile: Path | None
+    calls: int,
+    duration: float,
+    mode: str,
+    cps: float,
+    workdir: Path,
+    profile: Path | None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     gen = await Gen.start()
     counting: set[int] = set()
@@ -265,7 +308,7 @@ async def run_b2bua(
     await sip.open()
     sip_port = free_port("127.0.0.1")
     sip.b2bua = ("127.0.0.1", sip_port)
-    config = write_config(workdir, sip_port, sip.trunk_addr, sip.phone_addr, mode)
+    config = write_config(workdir, sip_port, sip.trunk_addr, sip.phone_addr, mode, workers)
     log = workdir / "b2bua.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
@@ -280,7 +323,7 @@ async def run_b2bua(
             spy = subprocess.Popen(
                 [str(Path(PY).with_name("py-spy")), "record", "--pid", str(proc.pid),
                  "--rate", "250", "--format", "raw", "--output", str(profile),
-                 "--nonblocking"],
+                 "--nonblocking", "--subprocesses"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         t_setup = time.monotonic()
@@ -328,6 +371,7 @@ async def run_b2bua(
     result: dict[str, Any] = {
         "calls": calls,
         "mode": mode,
+        "workers": workers,
         "bridged": bridged,
         "failed_calls": len(failed),
         "failures": dict(list(failed.items())[:5]),
@@ -487,6 +531,9 @@ async def main() -> None:
     )
     parser.add_argument("--baseline-s", type=float, help="forwarder seconds (default: --duration)")
     parser.add_argument("--replot", type=Path, help="only plot this earlier --out JSON")
+    parser.add_argument(
+        "--workers", default="0", help="[rtp] workers per run, comma-separated (0: in-process)"
+    )
     args = parser.parse_args()
     if args.replot is not None:
         plot(json.loads(args.replot.read_text())["runs"], args.plot or Path("load.png"))
@@ -498,18 +545,19 @@ async def main() -> None:
         # A long memory run needs no long baseline: the ratio is per packet.
         baseline_s = args.baseline_s if args.baseline_s is not None else args.duration
         run["forwarder"] = await run_forwarder(calls, baseline_s)
-        for mode in [m for m in args.modes.split(",") if m not in ("", "none")]:
+        modes = [m for m in args.modes.split(",") if m not in ("", "none")]
+        for mode, workers in [(m, int(w)) for m in modes for w in args.workers.split(",")]:
             work = Path(tempfile.mkdtemp(prefix=f"b2bua-load-{calls}-{mode}-"))
             profile = None
             if args.profile_dir is not None:
                 args.profile_dir.mkdir(parents=True, exist_ok=True)
-                profile = args.profile_dir / f"b2bua-{calls}-{mode}.txt"
-            res = await run_b2bua(calls, args.duration, mode, args.cps, work, profile)
+                profile = args.profile_dir / f"b2bua-{calls}-{mode}-w{workers}.txt"
+            res = await run_b2bua(calls, args.duration, mode, args.cps, work, profile, workers)
             fwd = run["forwarder"]["cpu_ms_per_1000_packets"]
             mine = res["cpu_ms_per_1000_packets"]
             res["cpu_ratio_vs_forwarder"] = round(mine / fwd, 2) if mine and fwd else None
             res["workdir"] = str(work) if args.keep else None
-            run[f"b2bua_{mode}"] = res
+            run[f"b2bua_{mode}" + (f"_w{workers}" if workers else "")] = res
             if not args.keep:
                 subprocess.run(["rm", "-rf", str(work)], check=False)
         results.append(run)

@@ -21,6 +21,7 @@ every `recording` row belongs to a crashed process.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,12 +130,24 @@ def _mark_lost(catalog: Catalog, record_id: str, note: str, now: float) -> None:
         )
 
 
-def recover(catalog: Catalog, now: float, *, source: str = "recovery") -> list[RecoveredFile]:
-    """Seal what crashed writers left and fix their rows; returns one entry per item."""
+def recover(
+    catalog: Catalog,
+    now: float,
+    *,
+    source: str = "recovery",
+    only: Collection[str] | None = None,
+) -> list[RecoveredFile]:
+    """Seal what crashed writers left and fix their rows; returns one entry per item.
+
+    `only`: just these recording ids (a media worker died while other workers still
+    write theirs, b2bua/media_workers.py); None: everything (start-up, no writer open).
+    """
     out: list[RecoveredFile] = []
     directory = catalog.directory
     for part in sorted(directory.glob("*" + PART_SUFFIX)):
         record_id = part.name[: -len(PART_SUFFIX)]
+        if only is not None and record_id not in only:
+            continue
         final = directory / (record_id + FILE_SUFFIX)
         if final.exists():
             # Never overwrite a sealed file; leave both for an operator, and say so.
@@ -169,6 +182,8 @@ def recover(catalog: Catalog, now: float, *, source: str = "recovery") -> list[R
         )
     for row in catalog.list(ListFilter(status="recording")):
         record_id = row["id"]
+        if only is not None and record_id not in only:
+            continue
         path = Path(row["path"]) if row["path"] else catalog.path_for(record_id)
         try:
             if path.exists():

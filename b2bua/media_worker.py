@@ -87,9 +87,11 @@ class MediaWorker:
             log.warning("event=worker_channel_closed worker=%d", self.index)
             self.loop.create_task(self._shutdown())
 
-    def _do_init(self, index: int, config: Config, recipients: tuple[str, ...]) -> None:
+    def _do_init(
+        self, index: int, config: Config, recipients: tuple[str, ...], log_level: str
+    ) -> None:
         self.index = index
-        setup_logging(config.log.format, os.environ.get("B2BUA_LOG_LEVEL") or config.log.level)
+        setup_logging(config.log.format, log_level)  # the SIP process's level (--log-level)
         self.relay = MediaRelay(
             config.rtp.bind,
             _NoPorts(),  # type: ignore[arg-type]
@@ -317,11 +319,8 @@ async def _main(fd: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(
-        level=os.environ.get("B2BUA_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    # Until "init" brings the SIP process's log settings.
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from b2bua.serve import tune_gc
 
     loop = new_event_loop()

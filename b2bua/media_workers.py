@@ -186,7 +186,8 @@ class WorkerPool:
             lambda: self._on_closed(worker, channel),
         )
         worker.channel = channel
-        channel.send(("init", worker.index, self.config, self.recipients))
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        channel.send(("init", worker.index, self.config, self.recipients, level))
 
     async def close(self) -> None:
         """Every worker seals its recordings and exits (bounded by `STOP_TIMEOUT_S`)."""

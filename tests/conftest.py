@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -94,6 +95,8 @@ def write_office(
         "[rtp]",
         'ports = "31000-31999"',
         "inactivity_timeout_s = 30",
+        # B2BUA_TEST_WORKERS=N runs the call tests with media in N worker processes.
+        f"workers = {int(os.environ.get('B2BUA_TEST_WORKERS', '0'))}",
         "[trunk]",
         f'host = "{trunk[0]}:{trunk[1]}"',
         f'inbound_extension = "{next(iter(phones))}"',

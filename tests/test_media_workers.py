@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -52,7 +53,8 @@ def test_split_range_gives_each_worker_whole_pairs_in_order() -> None:
 
 def workers_office(tmp_path: Path, trunk_port: int, phone_port: int, workers: int = 2) -> Path:
     path = consent_office(tmp_path, trunk_port, phone_port)
-    text = path.read_text().replace("[rtp]\n", f"[rtp]\nworkers = {workers}\n", 1)
+    text = re.sub(r"(?m)^workers = \d+$", f"workers = {workers}", path.read_text(), count=1)
+    assert f"workers = {workers}" in text
     path.write_text(text)
     return path
 

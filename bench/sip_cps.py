@@ -30,13 +30,16 @@ from load import B2BUA, free_port, proc_cpu_s, proc_mem_kib  # noqa: E402
 SIPP_DIR = ROOT / "bench" / "sipp"
 
 
-def config(directory: Path, sip_port: int, trunk_port: int, phone_port: int) -> Path:
+def config(
+    directory: Path, sip_port: int, trunk_port: int, phone_port: int, workers: int = 0
+) -> Path:
     text = "\n".join(
         [
             "[sip]",
             f'listen = "127.0.0.1:{sip_port}"',
             "[rtp]",
             'ports = "47000-59999"',
+            f"workers = {workers}",
             "[trunk]",
             f'host = "127.0.0.2:{trunk_port}"',
             'inbound_extension = "1000"',
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=10.0)
     parser.add_argument("--hold-ms", type=int, default=1000)
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the b2bua")
+    parser.add_argument("--workers", type=int, default=0, help="[rtp] workers (0: in-process)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="b2bua-cps-"))
     sip_port, trunk_port, phone_port = (
@@ -131,7 +135,7 @@ def main() -> None:
         free_port("127.0.0.2"),
         free_port("127.0.0.3"),
     )
-    cfg = config(work, sip_port, trunk_port, phone_port)
+    cfg = config(work, sip_port, trunk_port, phone_port, args.workers)
     log = (work / "b2bua.log").open("wb")
     b2bua = subprocess.Popen(
         [B2BUA, "serve", "--config", str(cfg), "--log-level", "warning"],
@@ -156,7 +160,7 @@ def main() -> None:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
                  str(b2bua.pid), "--rate", "250", "--format", "raw", "--output",
-                 str(args.profile), "--nonblocking"],
+                 str(args.profile), "--nonblocking", "--subprocesses"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         for rate in (int(r) for r in args.rates.split(",")):
@@ -186,6 +190,7 @@ def main() -> None:
         "max_clean_rate": max((s["rate_requested"] for s in good), default=None),
         "max_clean_achieved_cps": max((s["achieved_cps"] for s in good), default=None),
         "hold_ms": args.hold_ms,
+        "workers": args.workers,
         "loadavg_end": os.getloadavg(),
         "steps": steps,
         "workdir": str(work),

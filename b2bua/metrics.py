@@ -136,7 +136,7 @@ def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
     def one(name: str, kind: str, help_: str, value: float) -> Metric:
         return Metric(name, kind, help_, [({}, value)])
 
-    return [
+    metrics = [
         Metric("b2bua_info", "gauge", "Build information.", [({"version": __version__}, 1)]),
         one("b2bua_start_time_seconds", "gauge", "Process start (Unix time).", ops.started_at),
         one(
@@ -239,3 +239,19 @@ def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
             1 if ops.last_reload_ok else 0,
         ),
     ]
+    if workers is not None:
+        metrics += [
+            one(
+                "b2bua_media_workers_alive",
+                "gauge",
+                "Media worker processes running ([rtp] workers).",
+                sum(1 for w in workers.workers if w.alive),
+            ),
+            one(
+                "b2bua_media_worker_restarts_total",
+                "counter",
+                "Media workers started again after one died.",
+                workers.restarts,
+            ),
+        ]
+    return metrics

@@ -172,14 +172,26 @@ class OpsEndpoint:
         server = self.server
         draining = server.guard.draining
         host, port = server.sip_address
-        body = {
+        body: dict[str, Any] = {
             "status": "draining" if draining else "ok",
             "sip": f"{host}:{port}",
             "calls": len(server.switch.calls),
             "uptime_s": round(time.time() - self.counters.started_at, 1),
             "last_reload_ok": self.counters.last_reload_ok,
         }
-        return _json(503 if draining else 200, body)
+        workers = server.workers
+        no_media = False
+        if workers is not None:
+            alive = sum(1 for w in workers.workers if w.alive)
+            body["media_workers"] = {
+                "alive": alive,
+                "configured": len(workers.workers),
+                "restarts": workers.restarts,
+            }
+            no_media = alive == 0  # calls can not be set up: take this box out of rotation
+            if no_media and not draining:
+                body["status"] = "no_media"
+        return _json(503 if draining or no_media else 200, body)
 
     def _status(self, now: float) -> dict[str, Any]:
         return {

@@ -251,6 +251,8 @@ def test_metrics_status_and_shutdown_seal_with_workers(tmp_path: Path) -> None:
     metrics = seen["metrics"]
     assert "b2bua_rtp_legs_active 2\n" in metrics
     assert "b2bua_recordings_active 1\n" in metrics
+    assert "b2bua_media_workers_alive 2\n" in metrics
+    assert "b2bua_media_worker_restarts_total 0\n" in metrics
     assert 'b2bua_consent_outcomes_total{result="accepted"} 1\n' in metrics
     received = [ln for ln in metrics.splitlines() if ln.startswith("b2bua_rtp_packets_received")]
     assert received and float(received[0].split()[-1]) > 0  # the worker's counters

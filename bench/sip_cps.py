@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import B2BUA, free_port, proc_cpu_s, proc_mem_kib  # noqa: E402
+from load import B2BUA, free_port, one_cpu_s, proc_cpu_s, proc_mem_kib, tree_pids  # noqa: E402
 
 SIPP_DIR = ROOT / "bench" / "sipp"
 
@@ -83,6 +83,7 @@ def step(
     scenario.write_text((SIPP_DIR / "cps_uac.xml").read_text().replace("HOLD_MS", str(hold_ms)))
     total = int(rate * seconds)
     stat = work / f"uac-{rate}.csv"
+    by_pid0 = {p: one_cpu_s(p) for p in tree_pids(pid)}
     cpu0, t0 = proc_cpu_s(pid), time.monotonic()
     proc = subprocess.run(
         ["sipp", "-sf", str(scenario), "-s", "1000", "-i", "127.0.0.2",
@@ -94,6 +95,7 @@ def step(
     )  # fmt: skip
     elapsed = time.monotonic() - t0
     cpu = proc_cpu_s(pid) - cpu0
+    by_pid = [one_cpu_s(p) - by_pid0.get(p, 0.0) for p in tree_pids(pid)]
     stats = last_stats(stat)
     ok = int(stats.get("SuccessfulCall(C)", 0))
     failed = int(stats.get("FailedCall(C)", 0))
@@ -107,6 +109,8 @@ def step(
         "retransmissions": int(stats.get("Retransmissions(C)", 0)),
         "invite_to_200_ms_mean": response_ms(stats.get("ResponseTime1(C)", "")),
         "b2bua_cpu_ms_per_call": round(cpu / max(1, ok) * 1000, 3),
+        # the SIP process first, then the media workers (if any)
+        "cpu_ms_per_call_by_process": [round(c / max(1, ok) * 1000, 3) for c in by_pid],
         "b2bua_cpu_share": round(cpu / elapsed, 3),
         "b2bua_rss_kib": proc_mem_kib(pid)["VmRSS"],
     }

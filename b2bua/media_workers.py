@@ -49,8 +49,7 @@ from b2bua.consent import ConsentRecord
 from b2bua.recording_hub import HubEvent
 from b2bua.worker_channel import Channel, Message, channel_pair
 from rtp.ports import PortAllocator, PortsExhaustedError
-from rtp.relay import LegCounters, MediaFormat
-from rtp.relay import _bind as bind_udp
+from rtp.relay import LegCounters, MediaFormat, bind_udp
 from rtp.srtp import SrtpLeg
 
 log = logging.getLogger("b2bua.workers")

@@ -1,61 +1,25 @@
-"""The media-plane adapter: UDP sockets for RTP/RTCP legs, bridging, a tap for recording.
+"""The media-plane adapter: open relay legs on a port range, bridge them, one event loop.
 
-Each ``RelayLeg`` owns an even RTP port and the RTCP port above it, taken from a
-``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into one
-preallocated buffer per leg from ``loop.add_reader`` callbacks (uvloop or asyncio):
-this is the lean read path DESIGN.md asks for, without asyncio's datagram transport
-and its per-packet 256 KiB read. A forwarded packet is rewritten in that same buffer
-(SSRC/seq/ts/PT, and the codec when the legs differ: G.711 law, or G.722 <-> G.711
-through media.g722 with per-direction state) and sent straight out of the
-partner leg's socket; nothing is queued. A send that would block is a lost UDP packet,
-counted, never buffered.
+A `RelayLeg` (rtp/leg.py) owns an even RTP port and the RTCP port above it and forwards
+to its partner leg; `MediaRelay` opens legs with ports from a `PortAllocator` (binding
+is tried again on another port when one is taken by another program) and keeps the
+counters of closed legs; a `Bridge` links two legs both ways. Media worker processes
+(b2bua/media_worker.py) build legs on sockets bound by the SIP process instead.
 
-SRTP (rtp/srtp.py) is per leg: a leg with an ``SrtpLeg`` unprotects what it reads right
-after the latching check (a bad tag or a replay is dropped and counted in
-``dropped_srtp``) and protects what it sends, RTCP included. Everything between,
-rewriting, transcoding and the tap, sees plain RTP, so the recorder taps decrypted audio
-whichever legs are encrypted.
-
-The tap (for the recorder and consent detection) gets a small immutable record per
-accepted packet after it was sent; ``BoundedTap`` just appends it to a per-leg list
-that the recorder drains once per 20 ms tick.
-
-All protocol state lives in ``rtp.session`` (sans-I/O); this module only moves bytes
-and reads the clock.
+All protocol state lives in ``rtp.session`` (sans-I/O); the legs move bytes and read the
+clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from media.g722 import new_transcoder
-from rtp.packet import (
-    RTP_HEADER,
-    ReceiverReport,
-    RtpError,
-    SenderReport,
-    parse_rtcp,
-    peek_rtp,
-    rewrite_rtp_header,
-    serialize_rtcp,
-)
+from rtp.leg import LegCounters, MediaFormat, RelayLeg
 from rtp.ports import PortAllocator, PortsExhaustedError
-from rtp.session import (
-    Address,
-    Inactivity,
-    Latch,
-    OutboundStream,
-    ReceiveStats,
-    build_rtcp_bye,
-    build_rtcp_report,
-)
-from rtp.srtp import SrtpLeg
+from rtp.session import Address
 from rtp.tap import BoundedTap, Tap, TapPacket
 
 __all__ = [
@@ -72,8 +36,6 @@ __all__ = [
     "new_event_loop",
 ]
 
-_BUFFER_SIZE = 2048  # RTP over a 1500-byte MTU fits; a full buffer means truncation
-_READ_BATCH = 64  # datagrams per readable callback, so one busy leg cannot starve others
 _BIND_ATTEMPTS = 16
 
 
@@ -85,407 +47,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
-
-
-# ------------------------------------------------------------------ formats, tap
-
-
-@dataclass(frozen=True, slots=True)
-class MediaFormat:
-    """What one leg negotiated: its audio payload type and encoding, and RFC 4733."""
-
-    payload_type: int = 0
-    encoding: str = "PCMU"  # PCMU | PCMA | G722 (others pass only between equal legs)
-    telephone_event: int | None = 101
-    clock_rate: int = 8000  # the RTP clock: 8000 for G.722 too (RFC 3551 4.5.2)
-
-
-@dataclass(slots=True)
-class LegCounters:
-    received: int = 0  # RTP datagrams read
-    forwarded: int = 0  # sent out of the partner leg
-    dropped_unlatched: int = 0  # from a source other than the latched one (RTP bleed)
-    dropped_malformed: int = 0
-    dropped_no_peer: int = 0  # partner has no address to send to yet
-    dropped_unsupported: int = 0  # e.g. telephone-event the partner did not negotiate
-    send_errors: int = 0  # socket full or unreachable: the packet is lost, not queued
-    injected: int = 0
-    rtcp_received: int = 0
-    rtcp_malformed: int = 0
-    rtcp_dropped_unlatched: int = 0
-    rtcp_sent: int = 0
-    dropped_srtp: int = 0  # SRTP tag did not verify, or a replay: never forwarded or tapped
-    rtcp_dropped_srtp: int = 0
-
-
-# One direction of one bridge (media.g722.new_transcoder): G.711 laws statelessly,
-# G.722 <-> G.711 with codec and 16k/8k filter state, made fresh on every (re)link.
-# All have an 8000 Hz RTP clock and one byte per tick (RFC 3551 4.5.2 for G.722), so
-# payload length and timestamps stay and the packet is rewritten in place.
-_Convert = Callable[[bytes], bytes]
-
-
-# -------------------------------------------------------------------------- legs
-
-
-class RelayLeg:
-    """One side of a call: an RTP/RTCP socket pair toward one peer."""
-
-    def __init__(
-        self,
-        relay: MediaRelay,
-        *,
-        leg_id: str,
-        address: Address,
-        rtp_sock: socket.socket,
-        rtcp_sock: socket.socket,
-        fmt: MediaFormat,
-        remote: Address | None,
-        on_inactive: Callable[[RelayLeg], None] | None,
-    ) -> None:
-        loop = relay.loop
-        now = loop.time()
-        self.leg_id = leg_id
-        self.address = address  # our (ip, RTP port), for the SDP we send
-        self.fmt = fmt
-        self.tap: Tap | None = None
-        self.srtp: SrtpLeg | None = None  # set by the call when this leg negotiated SDES
-        self.partner: RelayLeg | None = None
-        self.counters = LegCounters()
-        self.latch = Latch(remote)
-        self.rtcp_latch = Latch(_rtcp_of(remote))
-        self.stats = ReceiveStats(fmt.clock_rate)
-        self.outbound = OutboundStream(
-            random.getrandbits(32), random.getrandbits(16), random.getrandbits(32), fmt.clock_rate
-        )
-        self.inactivity = Inactivity(relay.inactivity_timeout, now)
-        self.on_inactive = on_inactive
-        self.closed = False
-        self._relay = relay
-        self._loop = loop
-        self._rtp_sock = rtp_sock
-        self._rtcp_sock = rtcp_sock
-        self._buf = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._buf)
-        self._out = bytearray(_BUFFER_SIZE)  # for injected packets
-        self._rtcp_buf = bytearray(_BUFFER_SIZE)
-        self._convert: _Convert | None = None
-        self._sent_at_reports = (0, 0)  # packet counts at the two previous reports
-        self._next_report = now + relay.rtcp_interval * random.uniform(0.5, 1.5)
-        self._timer: asyncio.TimerHandle | None = None
-        loop.add_reader(rtp_sock.fileno(), self._on_rtp_readable)
-        loop.add_reader(rtcp_sock.fileno(), self._on_rtcp_readable)
-        self._arm_timer()
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
-
-    # ---- control plane
-
-    def set_remote(self, remote: Address | None, fmt: MediaFormat | None = None) -> None:
-        """A new SDP from this leg's peer: re-latch and maybe change the format."""
-        self.latch.relatch(remote)
-        self.rtcp_latch.relatch(_rtcp_of(remote))
-        if fmt is not None and fmt != self.fmt:
-            self.fmt = fmt
-            if self.partner is not None:
-                self._link(self.partner)
-                self.partner._link(self)
-
-    def set_srtp(self, srtp: SrtpLeg | None) -> None:
-        """Keys negotiated (SDES) for this leg, or None for plain RTP. Called only when the
-        keys change: a new `SrtpLeg` starts libsrtp's replay and rollover state anew."""
-        self.srtp = srtp
-
-    def hold(self) -> None:
-        """Hold or ``a=inactive``: no media expected, the inactivity timer pauses."""
-        self.inactivity.pause()
-
-    def resume(self) -> None:
-        self.inactivity.resume(self._loop.time())
-        self._arm_timer()
-
-    def _link(self, partner: RelayLeg | None) -> None:
-        self.partner = partner
-        self._convert = None
-        if partner is None:
-            return
-        mine, theirs = self.fmt.encoding.upper(), partner.fmt.encoding.upper()
-        if mine != theirs:
-            convert = new_transcoder(mine, theirs)
-            if convert is None:
-                raise ValueError(f"cannot transcode {mine} to {theirs}")
-            self._convert = convert
-
-    def inject(
-        self,
-        payload: bytes,
-        *,
-        ssrc: int,
-        seq: int,
-        ts: int,
-        marker: bool = False,
-        payload_type: int | None = None,
-    ) -> bool:
-        """Send a packet of a local source (announcement) to this leg's peer.
-
-        It goes through the leg's ``OutboundStream``, so the peer sees one continuous
-        stream across announcement and bridged audio. The payload must already be in
-        this leg's encoding. False if the leg has no peer address yet or the send failed.
-        """
-        peer = self.latch.peer
-        if peer is None or self.closed:
-            return False
-        size = len(payload)
-        if 12 + size > _BUFFER_SIZE:
-            raise ValueError("payload too large for one RTP packet")
-        out_seq, out_ts, out_marker = self.outbound.rewrite(
-            ssrc, seq, ts, marker, self._loop.time(), size
-        )
-        pt = self.fmt.payload_type if payload_type is None else payload_type
-        buf = self._out
-        RTP_HEADER.pack_into(
-            buf, 0, 0x80, (0x80 if out_marker else 0) | pt, out_seq, out_ts, self.outbound.ssrc
-        )
-        buf[12 : 12 + size] = payload
-        try:
-            if self.srtp is None:
-                self._rtp_sock.sendto(memoryview(buf)[: 12 + size], peer)
-            else:
-                wire = self.srtp.protect(bytes(buf[: 12 + size]))
-                if wire is None:
-                    self.counters.send_errors += 1
-                    return False
-                self._rtp_sock.sendto(wire, peer)
-        except OSError:
-            self.counters.send_errors += 1
-            return False
-        self.counters.injected += 1
-        return True
-
-    def close(self) -> None:
-        """Say BYE over RTCP, stop reading and give the ports back."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.partner is not None:
-            self.partner._link(None)
-            self.partner.outbound.new_source()
-            self._link(None)
-        self._send_rtcp(serialize_rtcp(build_rtcp_bye(self.outbound, self._relay.cname)))
-        if self._timer is not None:
-            self._timer.cancel()
-        for sock in (self._rtp_sock, self._rtcp_sock):
-            self._loop.remove_reader(sock.fileno())
-            sock.close()
-        self._relay._leg_closed(self)
-
-    # ---- forwarding path
-
-    def _on_rtp_readable(self) -> None:
-        recv = self._rtp_sock.recvfrom_into
-        buf = self._buf
-        now = self._loop.time()
-        for _ in range(_READ_BATCH):
-            try:
-                size, source = recv(buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. ICMP port unreachable from an earlier send
-                self.counters.send_errors += 1
-                continue
-            self._handle_rtp(size, source, now)
-
-    def _handle_rtp(self, size: int, source: Address, now: float) -> None:
-        counters = self.counters
-        counters.received += 1
-        buf = self._buf
-        try:
-            if size >= _BUFFER_SIZE:
-                raise RtpError("datagram truncated by the read buffer")
-            second, seq, ts, ssrc, start, end = peek_rtp(buf, size)
-            if 72 <= second & 0x7F <= 76:  # RTCP on the RTP port (RFC 5761 4): no mux here
-                raise RtpError("RTCP packet on the RTP port")
-        except RtpError:
-            counters.dropped_malformed += 1
-            return
-        if not self.latch.accept(source):
-            counters.dropped_unlatched += 1
-            return
-        srtp = self.srtp
-        if srtp is not None:
-            plain = srtp.unprotect(bytes(self._view[:size]))
-            if plain is None:
-                counters.dropped_srtp += 1
-                return
-            size = len(plain)
-            buf[:size] = plain  # shorter than what was read: the tag is gone
-            try:
-                second, seq, ts, ssrc, start, end = peek_rtp(buf, size)
-            except RtpError:
-                counters.dropped_malformed += 1
-                return
-        self.inactivity.on_packet(now)
-        self.stats.update(ssrc, seq, ts, now)
-        pt = second & 0x7F
-        marker = bool(second & 0x80)
-        view = self._view
-        payload: bytes | None = None  # the original payload, once copied
-        partner = self.partner
-        if partner is not None:
-            # Forwarding is inline (no helper call) because it runs for every packet.
-            peer = partner.latch.peer
-            fmt = self.fmt
-            out_pt = pt  # static types such as CN (13) keep their number
-            if peer is None:
-                counters.dropped_no_peer += 1
-            elif pt == fmt.payload_type:
-                out_pt = partner.fmt.payload_type
-                convert = self._convert
-                if convert is not None:
-                    payload = bytes(view[start:end])
-                    converted = convert(payload)
-                    if len(converted) == end - start:
-                        buf[start:end] = converted
-                    else:  # cannot happen for the supported pairs; never resize buf
-                        counters.dropped_malformed += 1
-                        peer = None
-            elif pt == fmt.telephone_event and fmt.telephone_event is not None:
-                te = partner.fmt.telephone_event
-                if te is None:
-                    counters.dropped_unsupported += 1
-                    peer = None
-                else:
-                    out_pt = te
-            if peer is not None:
-                out = partner.outbound
-                out_seq, out_ts, out_marker = out.rewrite(ssrc, seq, ts, marker, now, end - start)
-                rewrite_rtp_header(buf, out_marker, out_pt, out_seq, out_ts, out.ssrc)
-                wire: bytes | memoryview | None = view[:size]
-                if partner.srtp is not None:
-                    wire = partner.srtp.protect(bytes(view[:size]))
-                try:
-                    if wire is None:
-                        raise OSError("SRTP protect failed")
-                    partner._rtp_sock.sendto(wire, peer)
-                except OSError:
-                    counters.send_errors += 1
-                else:
-                    counters.forwarded += 1
-        tap = self.tap
-        if tap is not None:
-            if payload is None:
-                payload = bytes(view[start:end])
-            tap.put(TapPacket(self.leg_id, now, seq, ts, ssrc, pt, marker, payload))
-
-    # ---- RTCP, terminated here
-
-    def _on_rtcp_readable(self) -> None:
-        sock = self._rtcp_sock
-        buf = self._rtcp_buf
-        for _ in range(_READ_BATCH):
-            try:
-                size, source = sock.recvfrom_into(buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
-            self._handle_rtcp(bytes(buf[:size]), source, self._loop.time())
-
-    def _handle_rtcp(self, data: bytes, source: Address, now: float) -> None:
-        counters = self.counters
-        if self.srtp is not None:
-            plain = self.srtp.unprotect_rtcp(data)
-            if plain is None:
-                counters.rtcp_dropped_srtp += 1
-                return
-            data = plain
-        try:
-            packets = parse_rtcp(data)
-            if not packets or not isinstance(packets[0], SenderReport | ReceiverReport):
-                raise RtpError("compound RTCP must start with SR or RR")
-        except RtpError:
-            counters.rtcp_malformed += 1
-            return
-        if not self.rtcp_latch.accept(source):
-            counters.rtcp_dropped_unlatched += 1
-            return
-        counters.rtcp_received += 1
-        for packet in packets:
-            if isinstance(packet, SenderReport):
-                self.stats.on_sender_report(packet.ntp_timestamp, now)
-
-    def _rtcp_peer(self) -> Address | None:
-        peer = self.rtcp_latch.peer
-        if peer is None and self.latch.peer is not None:
-            host, port = self.latch.peer
-            peer = (host, port + 1)
-        return peer
-
-    def _send_rtcp(self, data: bytes) -> None:
-        peer = self._rtcp_peer()
-        if peer is None:
-            return
-        if self.srtp is not None:
-            wire = self.srtp.protect_rtcp(data)
-            if wire is None:
-                self.counters.send_errors += 1
-                return
-            data = wire
-        try:
-            self._rtcp_sock.sendto(data, peer)
-        except OSError:
-            self.counters.send_errors += 1
-        else:
-            self.counters.rtcp_sent += 1
-
-    def send_report(self) -> None:
-        """Send our SR (if we sent media since the last report) or RR now."""
-        # RFC 3550 6.4: an SR if we sent media since the second previous report.
-        count = self.outbound.packet_count
-        sender = count != self._sent_at_reports[0]
-        self._sent_at_reports = (self._sent_at_reports[1], count)
-        packets = build_rtcp_report(
-            self.outbound,
-            self.stats,
-            sender=sender,
-            now=self._loop.time(),
-            unix_time=time.time(),
-            cname=self._relay.cname,
-        )
-        self._send_rtcp(serialize_rtcp(packets))
-
-    # ---- timers: one handle per leg for RTCP reports and inactivity
-
-    def _arm_timer(self) -> None:
-        if self.closed:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        when = self._next_report
-        deadline = self.inactivity.deadline()
-        if deadline is not None and deadline < when:
-            when = deadline
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        if now >= self._next_report:
-            # RFC 3550 6.2: randomise the interval to avoid synchronised reports.
-            self._next_report = now + self._relay.rtcp_interval * random.uniform(0.5, 1.5)
-            self.send_report()
-        if self.inactivity.expired(now):
-            self.inactivity.pause()  # report once; resume() re-arms
-            if self.on_inactive is not None:
-                self.on_inactive(self)
-        if not self.closed:
-            self._arm_timer()
-
-
-def _rtcp_of(remote: Address | None) -> Address | None:
-    return None if remote is None else (remote[0], remote[1] + 1)
 
 
 # ------------------------------------------------------------------ relay, bridge
@@ -553,12 +114,12 @@ class MediaRelay:
         for _ in range(_BIND_ATTEMPTS):
             port = self.ports.allocate()
             try:
-                rtp_sock = _bind(self.ip, port)
+                rtp_sock = bind_udp(self.ip, port)
             except OSError:
                 self.ports.release(port)
                 continue
             try:
-                rtcp_sock = _bind(self.ip, port + 1)
+                rtcp_sock = bind_udp(self.ip, port + 1)
             except OSError:
                 rtp_sock.close()
                 self.ports.release(port)
@@ -593,7 +154,7 @@ class MediaRelay:
             leg.close()
 
 
-def _bind(ip: str, port: int) -> socket.socket:
+def bind_udp(ip: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)

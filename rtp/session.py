@@ -19,6 +19,12 @@ Output continuity: the stream behind a leg may change (announcement, then the br
 party; a phone that restarts its SSRC). The far end must see one stream, so each new
 source is rebased: its first packet gets the next sequence number and a timestamp
 advanced by the wall time elapsed since our last packet, with the marker bit set.
+
+The relay's per-packet fast path (``rtp.relay.RelayLeg._on_rtp_readable``) does what
+``ReceiveStats.update`` (in-order packet past probation), ``OutboundStream.rewrite``
+(next packet of the same source) and ``Inactivity.on_packet`` do, inline on their
+attributes: a change to those methods' arithmetic or state must be made there too
+(tests/test_relay_fastpath.py compares both paths on the same packet sequences).
 """
 
 from __future__ import annotations

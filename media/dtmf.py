@@ -31,6 +31,16 @@ machine, written as a table below.
 
 Reported ``start_sample``/``end_sample`` are the bounds of the first/last window that
 held the digit: within about 5 ms outside the tone. The muter adds a guard on top.
+
+Cost. An idle detector (no press on) skips the full analysis of a round when no window
+can start a press, by necessary conditions only, cheapest first (``feed_detectors``):
+the quiet gate (every buffered sample below the level at which even a full-scale filter
+response stays under the screen's floor: silence, line noise, speech pauses), then the
+screen (level and energy ratio from one product per detector), then the run test (no
+run of MIN_ON_WINDOWS screened, steady windows, and the last window can not hold one).
+A skipped round steps the machine with "no tone", which is what the full analysis
+would do; the phase and steadiness of its last window are computed only when the next
+full analysis needs them.
 Everything here is sans-I/O: samples and ``now`` in, events out; no clock is read.
 """
 
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -249,6 +260,18 @@ class InbandDtmfDetector:
         # below divides by it, so it never rejects what the full analysis would accept.
         edge = np.array([freq_tolerance * max(COL_FREQS)])
         self._screen_gain2 = 0.99 * float(self._gain(edge)[0]) ** 2
+        # Quiet gate, cheaper still than the screen (see `feed_detectors`): a filter
+        # output is a weighted sum, |X| <= hann_sum * max|x|, so a window's power at any
+        # filter, 2 * (|X| / hann_sum)**2, is at most 2 * max|x|**2. The screen wants
+        # both tones at >= min_power * screen_gain2 ("floor"); a window whose samples all
+        # stay below sqrt(floor / 2) can never pass it. The gate sits a further 1 dB
+        # lower (0.8 of that power) so rounding can not matter: about -46 dBFS, 11 dB
+        # below the peak of the weakest two-tone signal the level check accepts.
+        self._gate = math.sqrt(0.8 * self._min_power * self._screen_gain2 / 2.0)
+        self._loud_end = 0  # absolute index past the last block with a sample >= _gate
+        # The last window of a round that skipped the analysis: its phase and steadiness
+        # (history for the next `_classify`) are computed from it only if needed.
+        self._prev_window: FloatArray | None = None
 
         self._buffer: FloatArray = np.zeros(0)
         self._buffer_start = 0  # absolute sample index of _buffer[0]
@@ -276,13 +299,44 @@ class InbandDtmfDetector:
         """Analyse more samples; return the key presses that started being valid."""
         return feed_detectors((self,), (samples,), now)[0]
 
-    def _append(self, samples: np.ndarray) -> int:
-        """Buffer more samples; the number of whole windows now ready (0: wait for more)."""
-        new = np.asarray(samples, dtype=np.float64).reshape(-1) / 32768.0
+    def _append(self, new: FloatArray) -> int:
+        """Buffer more samples (scaled to +-1.0); the number of whole windows now ready."""
         self._buffer = np.concatenate((self._buffer, new))
         if len(self._buffer) < self.window:
             return 0
         return (len(self._buffer) - self.window) // self.hop + 1
+
+    def _may_report(self, maybe: npt.NDArray[np.bool_]) -> bool:
+        """Whether this idle detector's ready windows, of which those flagged in `maybe`
+        passed the screen, could change its state beyond "no tone".
+
+        A window holds a digit only if it passed the screen and it and the window before
+        it are steady (`_classify`, same computation). Idle, the machine only counts runs
+        of windows holding one digit and reports at MIN_ON_WINDOWS; a round that is not
+        stepped ends with the run reset, which is right when the last window holds
+        nothing. So the round needs `_classify` only if a run of candidate windows
+        (continuing the current run at the round's start) reaches the minimum, or the
+        last window may hold a digit. Speech passes the screen in short runs: most of its
+        rounds end here.
+        """
+        count = maybe.shape[0]
+        steady = self._steady(count)
+        # The first window's predecessor is unknown here (it may be left unsettled):
+        # counted as steady, so the test stays a necessary condition.
+        candidate = (maybe & steady & np.concatenate(([True], steady[:-1]))).tolist()
+        if candidate[-1]:
+            return True
+        run = self._run_len
+        for flag in candidate:
+            run = run + 1 if flag else 0
+            if run >= self._min_on:
+                return True
+        return False
+
+    @property
+    def _quiet(self) -> bool:
+        """No buffered sample reaches the gate: no window can pass the screen."""
+        return self._loud_end <= self._buffer_start
 
     def _analyse(self, count: int, screened_out: bool, now: float | None) -> list[DtmfDigit]:
         """Step the machine over `count` ready windows (after the screen, if it ran)."""
@@ -290,6 +344,8 @@ class InbandDtmfDetector:
             # No window can hold a tone (the usual case: speech or silence): stepping
             # the machine with "no tone" only resets the run, so do that in one go.
             self._run_code, self._run_len = -1, 0
+            last = (count - 1) * self.hop
+            self._prev_window = self._buffer[last : last + self.window].copy()
             self._consume(count)
             return []
         codes = self._classify(count)
@@ -301,11 +357,15 @@ class InbandDtmfDetector:
         return pressed
 
     def _windows(self, count: int) -> FloatArray:
+        """The `count` overlapping windows as a read-only strided view of the buffer."""
         buf = self._buffer
         step = buf.strides[0]
-        frames: FloatArray = np.lib.stride_tricks.as_strided(
-            buf, shape=(count, self.window), strides=(step * self.hop, step), writeable=False
+        # np.ndarray on the buffer rather than as_strided: the same view for ~1 us
+        # instead of ~9 us of Python-level work (per detector and round).
+        frames: FloatArray = np.ndarray(
+            (count, self.window), np.float64, buf, 0, (step * self.hop, step)
         )
+        frames.flags.writeable = False
         return frames
 
     @property
@@ -315,7 +375,10 @@ class InbandDtmfDetector:
 
     def _consume(self, count: int) -> None:
         consumed = count * self.hop
-        self._buffer = self._buffer[consumed:]
+        # A copy of the short rest (< one window), not a view: a view would keep the
+        # whole round's buffer (the block plus the rest, ~9 KiB at 120 ms) alive
+        # until the next round, for every channel of every call.
+        self._buffer = self._buffer[consumed:].copy()
         self._buffer_start += consumed
 
     def pop_finished(self) -> list[DtmfDigit]:
@@ -335,7 +398,8 @@ class InbandDtmfDetector:
 
     def _classify(self, count: int) -> npt.NDArray[np.int64]:
         """Digit code (index into EVENT_DIGITS) held by each of `count` windows, or -1."""
-        buf = self._buffer
+        if self._prev_window is not None:
+            self._settle_history(self._prev_window)
         frames = self._windows(count)
         xr = _product(frames, self._basis)
         x = xr[:, :8] + 1j * xr[:, 8:]  # (count, 8) complex filter outputs
@@ -358,10 +422,7 @@ class InbandDtmfDetector:
         row_pow = power[idx, row] / self._gain(np.where(freq_ok, row_off, 0.0)) ** 2
         col_pow = power[idx, col] / self._gain(np.where(freq_ok, col_off, 0.0)) ** 2
         total = _product(frames**2, self._hann_sq) / self._hann_sq_sum
-        # Windows start on hop boundaries, so their sub-blocks are consecutive hop blocks.
-        hop_energy = (buf[: (count + 3) * self.hop] ** 2).reshape(count + 3, self.hop).mean(axis=1)
-        shifted = [hop_energy[k : k + count] for k in range(4)]
-        steady = np.minimum.reduce(shifted) >= self._spread * np.maximum.reduce(shifted)
+        steady = self._steady(count)
         # The phase measure needs two steady windows: a window only partly covered by
         # the tone has a truncated (sharp-edged) weighting whose leakage bends the phase.
         prev_steady = np.concatenate(([self._prev_steady], steady[:-1]))
@@ -378,6 +439,26 @@ class InbandDtmfDetector:
         )
         code = _KEYPAD_CODES[row * 4 + (col - 4)]
         return np.where(ok, code, -1).astype(np.int64)
+
+    def _steady(self, count: int) -> npt.NDArray[np.bool_]:
+        """Whether each ready window's four sub-blocks are within MAX_SUBBLOCK_SPREAD_DB."""
+        # Windows start on hop boundaries, so their sub-blocks are consecutive hop blocks.
+        hop = self.hop
+        hop_energy = (self._buffer[: (count + 3) * hop] ** 2).reshape(count + 3, hop).mean(axis=1)
+        shifted = [hop_energy[k : k + count] for k in range(4)]
+        steady: npt.NDArray[np.bool_] = np.minimum.reduce(
+            shifted
+        ) >= self._spread * np.maximum.reduce(shifted)
+        return steady
+
+    def _settle_history(self, window: FloatArray) -> None:
+        """Phase and steadiness of the window before this round (skipped rounds leave
+        only the samples; most never need more)."""
+        self._prev_window = None
+        xr = window[None, :] @ self._basis
+        self._prev_x = xr[:, :8] + 1j * xr[:, 8:]
+        energy = (window**2).reshape(4, self.hop).mean(axis=1)
+        self._prev_steady = bool(energy.min() >= self._spread * energy.max())
 
     def _gain(self, offset_hz: FloatArray) -> FloatArray:
         """Hann filter magnitude response at `offset_hz` from its centre (1.0 at 0)."""
@@ -442,14 +523,35 @@ def feed_detectors(
     overhead, which for a 100 ms block costs more than the arithmetic (the recorder
     feeds a call's two channels, the hub many calls, in one go).
     """
-    counts = [d._append(b) for d, b in zip(detectors, blocks, strict=True)]
+    news = [np.asarray(b, dtype=np.float64).reshape(-1) / 32768.0 for b in blocks]
+    counts = [d._append(new) for d, new in zip(detectors, news, strict=True)]
+    _note_loud(detectors, news)
     idle = [i for i, d in enumerate(detectors) if counts[i] and d._state is _State.IDLE]
-    screened = _screen_many([detectors[i] for i in idle], [counts[i] for i in idle])
-    maybe = dict(zip(idle, screened, strict=True))
+    # The quiet gate first (a peak per block, for all detectors in a few numpy calls),
+    # then the screen for the rest: silence and speech pauses skip both products.
+    quiet = [i for i in idle if detectors[i]._quiet]
+    rest = [i for i in idle if not detectors[i]._quiet]
+    screened = _screen_many([detectors[i] for i in rest], [counts[i] for i in rest])
+    maybe = dict(zip(rest, screened, strict=True))
+    maybe.update((i, False) for i in quiet)
     return [
         d._analyse(counts[i], not maybe.get(i, True), now) if counts[i] else []
         for i, d in enumerate(detectors)
     ]
+
+
+def _note_loud(detectors: Sequence[InbandDtmfDetector], news: Sequence[FloatArray]) -> None:
+    """Mark each detector whose new block has a sample at or above its gate."""
+    pairs = [(d, n) for d, n in zip(detectors, news, strict=True) if n.shape[0]]
+    if not pairs:
+        return
+    sizes = [n.shape[0] for _, n in pairs]
+    starts = np.cumsum([0, *sizes[:-1]])
+    joined = pairs[0][1] if len(pairs) == 1 else np.concatenate([n for _, n in pairs])
+    peaks = np.maximum.reduceat(np.abs(joined), starts).tolist()
+    for (d, _), peak in zip(pairs, peaks, strict=True):
+        if not peak < d._gate:  # "not <": a NaN counts as loud
+            d._loud_end = d.samples_seen
 
 
 def _screen_many(detectors: Sequence[InbandDtmfDetector], counts: Sequence[int]) -> list[bool]:
@@ -457,15 +559,14 @@ def _screen_many(detectors: Sequence[InbandDtmfDetector], counts: Sequence[int])
     necessary level and energy-ratio conditions of `_classify`, for all detectors in one
     numpy pass.
 
-    A detector that can hold no tone gets the phase and steadiness history `_classify`
-    would have left it; the others are left alone for `_classify` to run.
+    A detector that can hold no tone keeps its last window for the phase and steadiness
+    history (`_analyse`); the others are left alone for `_classify` to run.
     """
     if not detectors:
         return []
     first = detectors[0]
     if any(d._screen_key != first._screen_key for d in detectors[1:]):
         return [_screen_many((d,), (c,))[0] for d, c in zip(detectors, counts, strict=True)]
-    hop = first.hop
     parts = [d._windows(c) for d, c in zip(detectors, counts, strict=True)]
     # The products per detector (a few hundred KiB of windows at most, never all of
     # them at once); everything after them works on all detectors' results together.
@@ -485,17 +586,10 @@ def _screen_many(detectors: Sequence[InbandDtmfDetector], counts: Sequence[int])
     ends = np.cumsum(counts)
     starts = ends - np.asarray(counts)
     any_maybe = np.logical_or.reduceat(maybe, starts).tolist()
-    last = ends - 1
-    # Each detector's last window, as four hop blocks: the steadiness history.
-    last_windows = np.stack([frames[-1] for frames in parts])
-    energy = (last_windows**2).reshape(len(detectors), 4, hop).mean(axis=2)
-    steady = (energy.min(axis=1) >= first._spread * energy.max(axis=1)).tolist()
-    x_last = xr[last, :8] + 1j * xr[last, 8:]
-    for k, d in enumerate(detectors):
-        if not any_maybe[k]:
-            d._prev_x = x_last[k : k + 1].copy()
-            d._prev_steady = bool(steady[k])
-    return [bool(m) for m in any_maybe]
+    return [
+        bool(m) and d._may_report(maybe[s:e])
+        for d, m, s, e in zip(detectors, any_maybe, starts.tolist(), ends.tolist(), strict=True)
+    ]
 
 
 def _with_end(digit: DtmfDigit, end: int) -> DtmfDigit:
@@ -609,14 +703,17 @@ class DtmfMuter:
 
     def _emit(self, count: int) -> npt.NDArray[np.int16]:
         self._collect_spans(self.detector.pop_finished())
-        out = self._pending[:count].copy()
+        # `_pending` is always an array of our own (`_push` concatenates a new one), so
+        # its head can go out as it is; the short rest is copied, so the whole round's
+        # array is not kept alive for the next round.
+        out = self._pending[:count]
         first = self._pending_start
         for start, end in self._spans:
             begin = max(start - self.guard - first, 0)
             stop = count if end is None else min(end + self.guard - first, count)
             if stop > begin:
                 out[begin:stop] = 0
-        self._pending = self._pending[count:]
+        self._pending = self._pending[count:].copy()
         self._pending_start += count
         horizon = self._pending_start
         self._spans = [(s, e) for (s, e) in self._spans if e is None or e + self.guard > horizon]

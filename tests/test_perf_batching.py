@@ -1,9 +1,10 @@
 """The batched recording paths give exactly what the one-at-a-time paths give.
 
-Three shortcuts of the recording hot path are checked against the plain computation:
+The shortcuts of the recording hot path are checked against the plain computation:
 the mixer's decoding of back-to-back G.711 packets as one run, the DTMF screen shared by
-many detectors (``feed_detectors`` / ``feed_muters``), and ``tick_recorders`` for
-several calls at once.
+many detectors (``feed_detectors`` / ``feed_muters``), the DTMF quiet gate and run test
+(against the screen alone and against the full analysis of every round, with tones at
+the weakest accepted level), and ``tick_recorders`` for several calls at once.
 """
 
 from __future__ import annotations
@@ -234,3 +235,108 @@ def test_ticking_recorders_together_writes_what_ticking_each_writes() -> None:
             (d.side, d.digit, d.at) for d in together[k].digits
         ]
     assert any(rec.digits for rec in apart)  # in-band digits were seen (and muted)
+
+
+# -- DTMF: the quiet gate and the run test skip only what could not hold a digit --------
+
+
+def _full_analysis(monkeypatch: pytest.MonkeyPatch, *, screen: bool) -> None:
+    """Turn the shortcuts off: every block counts as loud (no quiet gate), every
+    screened window as a possible start of a press (no run test) and, without
+    ``screen``, every idle round goes to the full classification."""
+
+    def all_loud(detectors: Sequence[InbandDtmfDetector], news: Sequence[Any]) -> None:
+        for d in detectors:
+            d._loud_end = d.samples_seen
+
+    monkeypatch.setattr(media.dtmf, "_note_loud", all_loud)
+    monkeypatch.setattr(InbandDtmfDetector, "_may_report", lambda self, maybe: True)
+    if not screen:
+        monkeypatch.setattr(
+            media.dtmf, "_screen_many", lambda detectors, counts: [True] * len(detectors)
+        )
+
+
+def _run_muters(
+    signals: Sequence[Int16Array], block: int
+) -> tuple[list[Int16Array], list[list[tuple[str, int, float | None]]]]:
+    """Muted outputs and the presses reported, for ``signals`` fed in ``block``s."""
+    muters = [DtmfMuter(8000) for _ in signals]
+    outs: list[list[Int16Array]] = [[] for _ in signals]
+    found: list[list[tuple[str, int, float | None]]] = [[] for _ in signals]
+    for pos in range(0, len(signals[0]), block):
+        blocks = [s[pos : pos + block] for s in signals]
+        for i, (out, pressed) in enumerate(feed_muters(muters, blocks, pos / 8000)):
+            outs[i].append(out)
+            found[i] += _digits(pressed)
+    for i, m in enumerate(muters):
+        outs[i].append(m.flush()[0])
+    return [np.concatenate(o) for o in outs], found
+
+
+def _weakest_tones(rng: np.random.Generator, *, below: float) -> Int16Array:
+    """Every digit at the weakest level the detector accepts (0.3 dB above -32 dBm0 per
+    tone) or ``below`` dB under it, 41-120 ms long, after silence or noise under the gate."""
+    per_tone_dbfs = media.dtmf.MIN_TONE_DBM0 - media.dtmf.FULL_SCALE_SINE_DBM0
+    parts: list[Int16Array] = []
+    for k, digit in enumerate("0123456789*#ABCD" * 2):
+        quiet = rng.normal(0, (20.0, 60.0, 0.0)[k % 3], int(rng.integers(400, 1600)))
+        parts.append(np.round(quiet).astype(np.int16))
+        level = per_tone_dbfs + 6.02 + (0.3 if k % 4 else -below)  # tone(): peak of the sum
+        parts.append(tone(digit, float(rng.choice((0.041, 0.045, 0.06, 0.12))), level))
+    parts.append(np.zeros(1600, dtype=np.int16))
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("block", [960, 37, 800])
+def test_gate_and_run_test_keep_the_weakest_accepted_tones(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(block)
+    signals = [_weakest_tones(rng, below=0.5), _weakest_tones(rng, below=3.0)]
+    n = min(len(s) for s in signals)
+    signals = [s[:n] for s in signals]
+    fast_out, fast = _run_muters(signals, block)
+    with monkeypatch.context() as m:
+        _full_analysis(m, screen=True)
+        screened_out, screened = _run_muters(signals, block)
+    with monkeypatch.context() as m:
+        _full_analysis(m, screen=False)
+        full_out, full = _run_muters(signals, block)
+    assert fast == screened == full
+    for a, b, c in zip(fast_out, screened_out, full_out, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    # The weakest accepted tones were found (3 of every 4: the 4th is under the limit).
+    assert len(full[0]) >= 20 and len(full[1]) >= 20
+
+
+def test_gate_and_run_test_on_speech_like_audio_with_pauses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(23)
+    signals = []
+    for _ in range(4):
+        s = _speech_like(rng, 8000 * 5)
+        for start in rng.integers(0, len(s) - 4000, 6):
+            s[start : start + int(rng.integers(200, 3000))] //= 64  # pauses under the gate
+        signals.append(s)
+    fast_out, fast = _run_muters(signals, 960)
+    _full_analysis(monkeypatch, screen=False)
+    full_out, full = _run_muters(signals, 960)
+    assert fast == full
+    for a, b in zip(fast_out, full_out, strict=True):
+        assert np.array_equal(a, b)
+    assert sum(len(f) for f in full) >= 8
+
+
+def test_quiet_gate_skips_silence_and_line_noise_only() -> None:
+    det = InbandDtmfDetector()
+    # 20 ms of 0xD5-like silence and of -60 dBFS noise stay under the gate ...
+    for samples in (np.full(960, 8, dtype=np.int16), np.full(960, -8, dtype=np.int16)):
+        det.feed(samples)
+        assert det._quiet
+    # ... the weakest accepted tone does not (its peak is ~11 dB above the gate).
+    per_tone_dbfs = media.dtmf.MIN_TONE_DBM0 - media.dtmf.FULL_SCALE_SINE_DBM0
+    det.feed(tone("5", 0.02, per_tone_dbfs + 6.02))
+    assert not det._quiet
+    assert det._gate * 32768 < 0.35 * float(np.max(np.abs(tone("5", 0.1, per_tone_dbfs + 6.02))))

@@ -64,7 +64,12 @@ log = logging.getLogger("b2bua.recording")
 
 PROMPT_NAMES = ("consent", "announce", "thanks", "goodbye", "stopped", "noanswer")
 TICK_S = 0.02
-RECORD_EVERY = 6  # ticks between a call's recording steps: 120 ms of audio per step
+# Ticks between a call's recording steps: 240 ms of audio per step. A step's cost is
+# mostly per call (numpy calls), not per sample: 240 ms took 15-25 % less recorder CPU
+# than 120 ms and 480 ms 35-55 % less (bench/recorder_bench.py, docs/performance.md);
+# 240 ms keeps what a crash loses (the open chunk plus the audio not yet pulled) near
+# the contract's "about 2 s" and leaves the 1 s mixer ring half a second for a late step.
+RECORD_EVERY = 12
 FEED_EVERY = 2  # ticks between visits of a call that only records (40 ms; digits wait)
 SLICE_S = 0.002  # longest run of hub work before the relay gets the loop back
 RECORD_BATCH = 8  # recording steps done together (one numpy pass for their DTMF muting)

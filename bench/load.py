@@ -247,7 +247,7 @@ def write_config(
         "[rtp]",
         'ports = "42000-46999"',
         "inactivity_timeout_s = 60",
-        f"workers = {workers}",
+        *([f"workers = {workers}"] if workers else []),  # older code knows no such key
         "[trunk]",
         f'host = "{trunk[0]}:{trunk[1]}"',
         'inbound_extension = "1000"',

@@ -49,7 +49,7 @@ from b2bua.consent import ConsentRecord
 from b2bua.recording_hub import HubEvent
 from b2bua.worker_channel import Channel, Message, channel_pair
 from rtp.ports import PortAllocator, PortsExhaustedError
-from rtp.relay import LegCounters, MediaFormat, bind_udp
+from rtp.relay import LegCounters, MediaFormat, bind_pair
 from rtp.srtp import SrtpLeg
 
 log = logging.getLogger("b2bua.workers")
@@ -58,7 +58,6 @@ Addr = tuple[str, int]
 STOP_TIMEOUT_S = 15.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
-_BIND_ATTEMPTS = 16
 
 
 @dataclass
@@ -242,21 +241,8 @@ class WorkerPool:
         return min(live, key=lambda w: (len(w.legs), w.index))
 
     def _bind_pair(self, worker: Worker) -> tuple[int, list[int]]:
-        for _ in range(_BIND_ATTEMPTS):
-            port = worker.ports.allocate()
-            try:
-                rtp = bind_udp(self._bind_ip, port)
-            except OSError:
-                worker.ports.release(port)
-                continue
-            try:
-                rtcp = bind_udp(self._bind_ip, port + 1)
-            except OSError:
-                rtp.close()
-                worker.ports.release(port)
-                continue
-            return port, [rtp.detach(), rtcp.detach()]  # the channel owns them now
-        raise PortsExhaustedError(f"no bindable RTP port pair after {_BIND_ATTEMPTS} attempts")
+        port, rtp, rtcp = bind_pair(self._bind_ip, worker.ports)
+        return port, [rtp.detach(), rtcp.detach()]  # the channel owns them now
 
     def _leg_closed(self, leg: WorkerLeg) -> None:
         if self._legs.get(leg.leg_id) is leg:

@@ -111,32 +111,19 @@ class MediaRelay:
         """Bind a new RTP/RTCP pair; ports taken by other programs are skipped."""
         if leg_id in self.legs:
             raise ValueError(f"leg {leg_id!r} already open")
-        for _ in range(_BIND_ATTEMPTS):
-            port = self.ports.allocate()
-            try:
-                rtp_sock = bind_udp(self.ip, port)
-            except OSError:
-                self.ports.release(port)
-                continue
-            try:
-                rtcp_sock = bind_udp(self.ip, port + 1)
-            except OSError:
-                rtp_sock.close()
-                self.ports.release(port)
-                continue
-            leg = RelayLeg(
-                self,
-                leg_id=leg_id,
-                address=(self.ip, port),
-                rtp_sock=rtp_sock,
-                rtcp_sock=rtcp_sock,
-                fmt=fmt if fmt is not None else MediaFormat(),
-                remote=remote,
-                on_inactive=on_inactive,
-            )
-            self.legs[leg_id] = leg
-            return leg
-        raise PortsExhaustedError(f"no bindable RTP port pair after {_BIND_ATTEMPTS} attempts")
+        port, rtp_sock, rtcp_sock = bind_pair(self.ip, self.ports)
+        leg = RelayLeg(
+            self,
+            leg_id=leg_id,
+            address=(self.ip, port),
+            rtp_sock=rtp_sock,
+            rtcp_sock=rtcp_sock,
+            fmt=fmt if fmt is not None else MediaFormat(),
+            remote=remote,
+            on_inactive=on_inactive,
+        )
+        self.legs[leg_id] = leg
+        return leg
 
     def bridge(self, a: RelayLeg, b: RelayLeg) -> Bridge:
         return Bridge(a, b)
@@ -152,6 +139,26 @@ class MediaRelay:
     def close(self) -> None:
         for leg in list(self.legs.values()):
             leg.close()
+
+
+def bind_pair(ip: str, ports: PortAllocator) -> tuple[int, socket.socket, socket.socket]:
+    """An even RTP port from `ports` and the RTCP port above it, both bound on `ip`;
+    a port another program holds is released and the next one tried."""
+    for _ in range(_BIND_ATTEMPTS):
+        port = ports.allocate()
+        try:
+            rtp_sock = bind_udp(ip, port)
+        except OSError:
+            ports.release(port)
+            continue
+        try:
+            rtcp_sock = bind_udp(ip, port + 1)
+        except OSError:
+            rtp_sock.close()
+            ports.release(port)
+            continue
+        return port, rtp_sock, rtcp_sock
+    raise PortsExhaustedError(f"no bindable RTP port pair after {_BIND_ATTEMPTS} attempts")
 
 
 def bind_udp(ip: str, port: int) -> socket.socket:

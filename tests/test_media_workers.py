@@ -67,6 +67,20 @@ def trunk_scenario(tmp_path: Path, wait_ms: int) -> Path:
     return path
 
 
+def long_call(
+    server: Server, tmp_path: Path, trunk_port: int, phone_port: int
+) -> asyncio.Task[Any]:
+    """A consenting call from the trunk that stays up 20 s after the digit (a task)."""
+    return asyncio.create_task(
+        answered_call(
+            [phone_answers(phone_port)],
+            trunk_calls_in(server, trunk_port, trunk_scenario(tmp_path, 20000)),
+            timeout=30,
+            wait=5,
+        )
+    )
+
+
 def test_recorded_call_through_two_media_workers(tmp_path: Path) -> None:
     phone_port, trunk_port = free_port("127.0.0.3"), free_port("127.0.0.2")
     config = workers_office(tmp_path, trunk_port, phone_port)
@@ -120,14 +134,7 @@ def test_worker_crash_ends_its_call_recovers_the_file_and_is_replaced(tmp_path: 
         assert pool is not None
         first_pid = pool.workers[0].process.pid  # type: ignore[union-attr]
         # A call that stays up 20 s after consent; the worker dies 3 s into recording.
-        call = asyncio.create_task(
-            answered_call(
-                [phone_answers(phone_port)],
-                trunk_calls_in(server, trunk_port, trunk_scenario(tmp_path, 20000)),
-                timeout=30,
-                wait=5,
-            )
-        )
+        call = long_call(server, tmp_path, trunk_port, phone_port)
         deadline = time.monotonic() + 20
         while not pool.workers[0].recordings and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -228,14 +235,7 @@ def test_metrics_status_and_shutdown_seal_with_workers(tmp_path: Path) -> None:
     async def body(server: Server) -> None:
         pool = server.workers
         assert pool is not None
-        call = asyncio.create_task(
-            answered_call(
-                [phone_answers(phone_port)],
-                trunk_calls_in(server, trunk_port, trunk_scenario(tmp_path, 20000)),
-                timeout=30,
-                wait=5,
-            )
-        )
+        call = long_call(server, tmp_path, trunk_port, phone_port)
         deadline = time.monotonic() + 20
         while not pool.recording_calls() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # the worker reports once a second

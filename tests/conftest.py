@@ -77,6 +77,12 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def rtp_workers() -> str:
+    """The `[rtp] workers` line of test offices: B2BUA_TEST_WORKERS=N runs the call tests
+    with their media in N worker processes (default 0: in the server's process)."""
+    return f"workers = {int(os.environ.get('B2BUA_TEST_WORKERS', '0'))}"
+
+
 def write_office(
     directory: Path,
     *,
@@ -95,8 +101,7 @@ def write_office(
         "[rtp]",
         'ports = "31000-31999"',
         "inactivity_timeout_s = 30",
-        # B2BUA_TEST_WORKERS=N runs the call tests with media in N worker processes.
-        f"workers = {int(os.environ.get('B2BUA_TEST_WORKERS', '0'))}",
+        rtp_workers(),
         "[trunk]",
         f'host = "{trunk[0]}:{trunk[1]}"',
         f'inbound_extension = "{next(iter(phones))}"',

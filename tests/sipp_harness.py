@@ -304,6 +304,14 @@ def consent_office(
     return config
 
 
+def media_leg_count(server: Server) -> int:
+    """Open RTP relay legs, in the server's process or in its media workers."""
+    if server.relay is not None:
+        return len(server.relay.legs)
+    assert server.workers is not None
+    return server.workers.leg_count
+
+
 def catalog_rows(directory: Path) -> list[dict[str, Any]]:
     """The recordings listing of the catalog in `directory`, newest first."""
     with Catalog.open(directory) as catalog:

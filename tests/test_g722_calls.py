@@ -27,7 +27,7 @@ from b2bua.message import Message, Request, Response, parse_message
 from b2bua.sdp import parse_sdp, rtpmap
 from b2bua.serve import Server
 from rtp.relay import BoundedTap
-from tests.conftest import free_port, run_async, run_sipp
+from tests.conftest import free_port, rtp_workers, run_async, run_sipp
 from tests.sipp_harness import (
     assert_sipp_ok,
     carrier_answers,
@@ -52,6 +52,7 @@ def office(tmp_path: Path, trunk_port: int, *, wideband: bool, recorded: bool = 
         'digest_algorithms = ["MD5"]',  # baresip 1.0 answers MD5 challenges
         "[rtp]",
         'ports = "34200-34299"',  # a range of its own, away from other tests at once
+        rtp_workers(),
         "[trunk]",
         f'host = "{TRUNK_IP}:{trunk_port}"',
         'inbound_extension = "1000"',

@@ -13,7 +13,7 @@ import pytest
 
 from b2bua.archive.keys import keygen
 from b2bua.serve import Server
-from tests.conftest import free_port
+from tests.conftest import free_port, rtp_workers
 from tests.sipp_harness import (
     answered_call,
     assert_sipp_ok,
@@ -40,6 +40,7 @@ def hunt_office(
         'listen = "127.0.0.1:0"',
         "[rtp]",
         'ports = "31000-31999"',
+        rtp_workers(),
         "[trunk]",
         f'host = "127.0.0.2:{trunk_port}"',
         'inbound_extension = "600"',

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import re
 import socket
@@ -287,3 +288,45 @@ def test_reload_sends_new_prompts_to_the_workers(tmp_path: Path) -> None:
     assert after == german
     configures = [m for m in sent if m[0] == "configure"]
     assert len(configures) == 2 and all(m[3] == "de" for m in configures)  # one per worker
+
+
+# Call tests of other files, run again with their media in two workers (write_office
+# reads B2BUA_TEST_WORKERS): consent by in-band tones (detected in the worker's hub),
+# withdrawal mid-call, and a parallel hunt whose members' legs are opened and cancelled
+# in the worker.
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("tests.test_consent_calls2", "test_inband_digit_accepted_and_kept_out_of_the_recording"),
+        ("tests.test_consent_calls2", "test_external_party_withdraws_consent_mid_call"),
+        (
+            "tests.test_hunt_parallel_calls",
+            "test_caller_cancel_while_all_ring_cancels_every_member",
+        ),
+    ],
+)
+def test_call_tests_with_media_in_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, name: str
+) -> None:
+    monkeypatch.setenv("B2BUA_TEST_WORKERS", "2")
+    getattr(importlib.import_module(module), name)(tmp_path)
+
+
+def test_offices_of_the_call_tests_follow_b2bua_test_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What makes the re-runs above real: their office configs get `workers = 2`."""
+    from tests.test_g722_calls import office as g722_office
+    from tests.test_hunt_calls import hunt_office
+
+    monkeypatch.setenv("B2BUA_TEST_WORKERS", "2")
+    dirs = [tmp_path / name for name in ("consent", "g722", "hunt")]
+    for directory in dirs:
+        directory.mkdir()
+    configs = [
+        consent_office(dirs[0], 5080, 5070),
+        g722_office(dirs[1], 5080, wideband=True, recorded=True),
+        hunt_office(dirs[2], 5080, {"1000": 5070, "1001": 5071}, 'members = ["1000", "1001"]'),
+    ]
+    for path in configs:
+        assert load_config(path).rtp.workers == 2, path

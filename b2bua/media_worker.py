@@ -271,19 +271,13 @@ class MediaWorker:
 
     def stats(self) -> dict[str, Any]:
         relay, hub = self.relay, self.hub
-        totals = LegCounters()
-        legs = 0
-        if relay is not None:
-            legs = len(relay.legs)
-            sources = [relay.closed_totals, *(leg.counters for leg in relay.legs.values())]
-            for name in LegCounters.__slots__:
-                setattr(totals, name, sum(getattr(c, name) for c in sources))
+        totals = relay.totals() if relay is not None else LegCounters()
         return {
-            "legs": legs,
+            "legs": len(relay.legs) if relay is not None else 0,
             "rtp": {name: getattr(totals, name) for name in LegCounters.__slots__},
             "consent_outcomes": dict(hub.consent_outcomes) if hub is not None else {},
             "recordings_written": hub.recordings_written if hub is not None else 0,
-            "recording": [c for c, m in hub.calls.items() if m.recorder.active] if hub else [],
+            "recording": sorted(hub.recording_calls()) if hub is not None else [],
         }
 
     async def _shutdown(self) -> None:

@@ -115,11 +115,11 @@ class WorkerLeg:
         if self.closed:
             return
         self.closed = True
-        self._send(("close", self.leg_id))
+        self._pool._send(self.worker, ("close", self.leg_id))
         self._pool._leg_closed(self)
 
     def _send(self, message: Message) -> None:
-        if not self.closed or message[0] == "close":
+        if not self.closed:
             self._pool._send(self.worker, message)
 
 
@@ -145,7 +145,6 @@ class WorkerPool:
         self.restarts = 0
         self._loop = loop
         self._bind_ip = config.rtp.bind
-        self._legs: dict[str, WorkerLeg] = {}
         self._call_worker: dict[str, Worker] = {}
         self._call_legs: dict[str, int] = {}  # open legs per call: the mapping's lifetime
         self._restart_times: list[float] = []
@@ -208,7 +207,7 @@ class WorkerPool:
 
     # -- MediaControl -----------------------------------------------------------------
     def open_leg(self, leg_id: str, on_inactive: Callable[[str], None]) -> WorkerLeg:
-        if leg_id in self._legs:
+        if any(leg_id in w.legs for w in self.workers):
             raise ValueError(f"leg {leg_id!r} already open")
         call_id = _call_of(leg_id)
         worker = self._call_worker.get(call_id)
@@ -218,7 +217,6 @@ class WorkerPool:
         port, fds = self._bind_pair(worker)
         self._call_legs[call_id] = self._call_legs.get(call_id, 0) + 1
         leg = WorkerLeg(self, worker, leg_id, port, on_inactive)
-        self._legs[leg_id] = leg
         worker.legs[leg_id] = leg
         self._send(worker, ("open", leg_id, self._bind_ip, port), fds)
         return leg
@@ -245,8 +243,6 @@ class WorkerPool:
         return port, [rtp.detach(), rtcp.detach()]  # the channel owns them now
 
     def _leg_closed(self, leg: WorkerLeg) -> None:
-        if self._legs.get(leg.leg_id) is leg:
-            del self._legs[leg.leg_id]
         worker = leg.worker
         if worker.legs.pop(leg.leg_id, None) is None:
             return
@@ -331,7 +327,7 @@ class WorkerPool:
     # -- what /metrics and /status read -------------------------------------------------
     @property
     def leg_count(self) -> int:
-        return len(self._legs)
+        return sum(len(w.legs) for w in self.workers)
 
     def rtp_totals(self) -> LegCounters:
         """Counters of every worker's last report, plus those of dead incarnations."""

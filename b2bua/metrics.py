@@ -96,13 +96,9 @@ def rtp_totals(server: Server) -> LegCounters:
     """Live legs' counters plus those of legs that closed."""
     if server.workers is not None:
         return server.workers.rtp_totals()
-    totals = LegCounters()
     relay = server.relay
     assert relay is not None, "media runs in this process"
-    sources = [relay.closed_totals, *(leg.counters for leg in relay.legs.values())]
-    for name in LegCounters.__slots__:
-        setattr(totals, name, sum(getattr(c, name) for c in sources))
-    return totals
+    return relay.totals()
 
 
 def legs_active(server: Server) -> int:
@@ -116,21 +112,16 @@ def collect(server: Server, ops: OpsCounters, now: float) -> list[Metric]:
     sw = server.switch
     guard = server.guard
     rtp = rtp_totals(server)
-    hub = server.hub
+    workers = server.workers
+    recording = server.hub if server.hub is not None else workers  # who records, if anyone
     consent = dict.fromkeys(CONSENT_RESULTS, 0)
     recording_now = 0
     written = 0
-    if hub is not None:
-        for result, count in hub.consent_outcomes.items():
+    if recording is not None:
+        for result, count in recording.consent_outcomes.items():
             consent[result] = consent.get(result, 0) + count
-        recording_now = sum(1 for m in hub.calls.values() if m.recorder.active)
-        written = hub.recordings_written
-    workers = server.workers
-    if workers is not None:
-        for result, count in workers.consent_outcomes.items():
-            consent[result] = consent.get(result, 0) + count
-        recording_now = len(workers.recording_calls())
-        written = workers.recordings_written
+        recording_now = len(recording.recording_calls())
+        written = recording.recordings_written
     sip = server.runner.transport.stats
 
     def one(name: str, kind: str, help_: str, value: float) -> Metric:

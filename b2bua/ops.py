@@ -66,12 +66,11 @@ def _is_loopback(host: str) -> bool:
 
 def call_rows(server: Server, now: float) -> list[dict[str, Any]]:
     """The running calls, oldest first (what /status and `b2bua status` show)."""
-    hub = server.hub
-    in_workers = server.workers.recording_calls() if server.workers is not None else set()
+    source = server.hub if server.hub is not None else server.workers
+    recording = source.recording_calls() if source is not None else set()
     wall_offset = time.time() - now
     rows: list[dict[str, Any]] = []
     for call in sorted(server.switch.calls.values(), key=lambda c: c.started_at):
-        media = hub.calls.get(call.id) if hub is not None else None
         record = call.consent_record
         caller = call.target.caller_label or call.a_invite.from_addr.uri.user
         rows.append(
@@ -83,8 +82,7 @@ def call_rows(server: Server, now: float) -> list[dict[str, Any]]:
                 "state": call.state.value,
                 "started_at": _iso(call.started_at + wall_offset),
                 "duration_s": round(now - call.started_at, 1),
-                "recording": bool(media is not None and media.recorder.active)
-                or call.id in in_workers,
+                "recording": call.id in recording,
                 "consent": str(record.result) if record is not None else None,
             }
         )

@@ -95,6 +95,11 @@ def load_prompts(language: str, announcement: Path | None) -> dict[str, Prompt]:
     return prompts
 
 
+def prompt_hashes(prompts: Mapping[str, Prompt]) -> dict[str, str]:
+    """SHA-256 of each prompt's audio: what a consent record names as the prompt heard."""
+    return {name: prompt.sha256 for name, prompt in prompts.items()}
+
+
 @dataclass
 class CallMedia:
     """Per-call media work: one recorder, one tap, at most one prompt at a time."""
@@ -144,7 +149,11 @@ class RecordingHub:
 
     @property
     def prompt_sha256(self) -> dict[str, str]:
-        return {name: prompt.sha256 for name, prompt in self.prompts.items()}
+        return prompt_hashes(self.prompts)
+
+    def recording_calls(self) -> set[str]:
+        """The calls whose recording runs now (metrics, /status, a worker's report)."""
+        return {call_id for call_id, media in self.calls.items() if media.recorder.active}
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:

@@ -33,7 +33,7 @@ from b2bua.archive.catalog import Catalog
 from b2bua.archive.retention import RetentionPolicy, run_sweeper
 from b2bua.config import Config, ConfigError, load_config
 from b2bua.metrics import OpsCounters
-from b2bua.recording_hub import load_prompts
+from b2bua.recording_hub import load_prompts, prompt_hashes
 from b2bua.router import Router, number_plan
 from b2bua.switch import toll_policies
 
@@ -226,7 +226,7 @@ def _apply(
         rec = new.recording
         workers.configure(recipients, rec.mute_inband_dtmf, rec.language, rec.announcement)
         if prompts is not None:
-            workers.prompt_sha256 = {name: p.sha256 for name, p in prompts.items()}
+            workers.prompt_sha256 = prompt_hashes(prompts)
             switch.prompt_sha256 = workers.prompt_sha256
     catalog = server.catalog
     if catalog is not None:

@@ -38,7 +38,7 @@ from b2bua.config import Config, ConfigError, IPNetwork
 from b2bua.guard import Guard
 from b2bua.media_control import MediaControl, RecordingControl, RelayMediaControl
 from b2bua.media_workers import WorkerPool
-from b2bua.recording_hub import HubEvent, RecordingHub, load_prompts
+from b2bua.recording_hub import HubEvent, RecordingHub, load_prompts, prompt_hashes
 from b2bua.registrar import Registrar
 from b2bua.router import number_plan
 from b2bua.runner import CoreRunner
@@ -134,7 +134,7 @@ async def start_server(config: Config) -> Server:
             rec.recipients() if rec.mode != "off" else (),
             loop,
             count=config.rtp.workers,
-            prompt_sha256={name: prompt.sha256 for name, prompt in prompts.items()},
+            prompt_sha256=prompt_hashes(prompts),
         )
         media = workers
     else:

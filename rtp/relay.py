@@ -125,6 +125,14 @@ class MediaRelay:
         self.legs[leg_id] = leg
         return leg
 
+    def totals(self) -> LegCounters:
+        """Counters of every leg this relay opened: live legs' plus the closed ones'."""
+        totals = LegCounters()
+        sources = [self.closed_totals, *(leg.counters for leg in self.legs.values())]
+        for name in LegCounters.__slots__:
+            setattr(totals, name, sum(getattr(c, name) for c in sources))
+        return totals
+
     def bridge(self, a: RelayLeg, b: RelayLeg) -> Bridge:
         return Bridge(a, b)
 

@@ -29,7 +29,7 @@ from b2bua.metrics import OpsCounters, collect, render
 from b2bua.ops import call_rows
 from b2bua.serve import Server
 from rtp.relay import MediaFormat
-from tests.conftest import SIPP_DIR, free_port, run_async
+from tests.conftest import free_port, run_async
 from tests.sipp_harness import (
     answered_call,
     assert_sipp_ok,
@@ -41,8 +41,8 @@ from tests.sipp_harness import (
     run_serving,
     trunk_calls_in,
 )
-
-CAPTURES = Path("/usr/share/sip-tester")
+from tests.test_consent_calls import CAPTURES
+from tests.test_consent_calls import trunk_scenario as consent_trunk
 
 
 def test_split_range_gives_each_worker_whole_pairs_in_order() -> None:
@@ -61,11 +61,8 @@ def workers_office(tmp_path: Path, trunk_port: int, phone_port: int, workers: in
 
 
 def trunk_scenario(tmp_path: Path, wait_ms: int) -> Path:
-    path = tmp_path / "trunk_consent.xml"
-    template = (SIPP_DIR / "trunk_consent.xml.in").read_text()
-    digit = str(CAPTURES / "dtmf_2833_1.pcap")
-    path.write_text(template.replace("DIGIT_PCAP", digit).replace("WAIT_MS", str(wait_ms)))
-    return path
+    """The consent trunk of tests/test_consent_calls.py pressing "1" (RFC 2833)."""
+    return consent_trunk(tmp_path, str(CAPTURES / "dtmf_2833_1.pcap"), wait_ms)
 
 
 def long_call(

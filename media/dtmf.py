@@ -36,8 +36,9 @@ Cost. An idle detector (no press on) skips the full analysis of a round when no 
 can start a press, by necessary conditions only, cheapest first (``feed_detectors``):
 the quiet gate (every buffered sample below the level at which even a full-scale filter
 response stays under the screen's floor: silence, line noise, speech pauses), then the
-screen (level and energy ratio from one product per detector), then the run test (no
-run of MIN_ON_WINDOWS screened, steady windows, and the last window can not hold one).
+screen (level and energy ratio; for all detectors of a round at once, from products
+per 5 ms block rather than per overlapping window), then the run test (no run of
+MIN_ON_WINDOWS screened, steady windows, and the last window can not hold one).
 A skipped round steps the machine with "no tone", which is what the full analysis
 would do; the phase and steadiness of its last window are computed only when the next
 full analysis needs them.
@@ -158,6 +159,8 @@ class _Tables:
     hop_rotation: npt.NDArray[np.complex128]
     gain_grid: FloatArray
     gain_table: FloatArray
+    hop_basis: FloatArray  # basis rows of sub-block b in columns 16b..16b+15 (hop x 64)
+    hop_hann_sq: FloatArray  # hann_sq of sub-block b in column b (hop x 4)
 
 
 _PRODUCT_ROWS: Final[int] = 128
@@ -205,6 +208,12 @@ def _tables(sample_rate: int) -> _Tables:
         array.flags.writeable = False  # shared by every detector
     hann_sq: FloatArray = hann**2
     hann_sq.flags.writeable = False
+    # The screen's products per hop block (`_screen_many`): a window's filter output is
+    # the sum of its four sub-blocks' outputs, each against its part of the basis.
+    hop_basis: FloatArray = np.hstack([basis[b * hop : (b + 1) * hop] for b in range(4)])
+    hop_hann_sq: FloatArray = np.ascontiguousarray(hann_sq.reshape(4, hop).T)
+    for array in (hop_basis, hop_hann_sq):
+        array.flags.writeable = False
     return _Tables(
         hann,
         float(hann.sum()),
@@ -215,6 +224,8 @@ def _tables(sample_rate: int) -> _Tables:
         hop_rotation,
         gain_grid,
         gain_table,
+        hop_basis,
+        hop_hann_sq,
     )
 
 
@@ -248,6 +259,8 @@ class InbandDtmfDetector:
         self._hop_rotation = tables.hop_rotation
         self._gain_grid = tables.gain_grid
         self._gain_table = tables.gain_table
+        self._hop_basis = tables.hop_basis
+        self._hop_hann_sq = tables.hop_hann_sq
         self._min_power = _dbfs_to_power(min_level_dbm0 - FULL_SCALE_SINE_DBM0)
         self._tolerance = freq_tolerance
         self._normal_twist = 10.0 ** (normal_twist_db / 10.0)
@@ -299,16 +312,10 @@ class InbandDtmfDetector:
         """Analyse more samples; return the key presses that started being valid."""
         return feed_detectors((self,), (samples,), now)[0]
 
-    def _append(self, new: FloatArray) -> int:
-        """Buffer more samples (scaled to +-1.0); the number of whole windows now ready."""
-        self._buffer = np.concatenate((self._buffer, new))
-        if len(self._buffer) < self.window:
-            return 0
-        return (len(self._buffer) - self.window) // self.hop + 1
-
-    def _may_report(self, maybe: npt.NDArray[np.bool_]) -> bool:
+    def _may_report(self, maybe: npt.NDArray[np.bool_], steady: npt.NDArray[np.bool_]) -> bool:
         """Whether this idle detector's ready windows, of which those flagged in `maybe`
-        passed the screen, could change its state beyond "no tone".
+        passed the screen (and those in `steady` are steady), could change its state
+        beyond "no tone".
 
         A window holds a digit only if it passed the screen and it and the window before
         it are steady (`_classify`, same computation). Idle, the machine only counts runs
@@ -319,8 +326,6 @@ class InbandDtmfDetector:
         last window may hold a digit. Speech passes the screen in short runs: most of its
         rounds end here.
         """
-        count = maybe.shape[0]
-        steady = self._steady(count)
         # The first window's predecessor is unknown here (it may be left unsettled):
         # counted as steady, so the test stays a necessary condition.
         candidate = (maybe & steady & np.concatenate(([True], steady[:-1]))).tolist()
@@ -521,74 +526,155 @@ def feed_detectors(
 
     Same results as feeding each detector alone; what it saves is numpy's per-call
     overhead, which for a 100 ms block costs more than the arithmetic (the recorder
-    feeds a call's two channels, the hub many calls, in one go).
+    feeds a call's two channels, the hub many calls, in one go). All detectors' buffers
+    are built as slices of one joined array, those to screen first, each padded to
+    whole hops: one strided view then holds the windows of all of them, and the screen
+    is two matrix products for all (windows that straddle two detectors are computed
+    and ignored).
     """
-    news = [np.asarray(b, dtype=np.float64).reshape(-1) / 32768.0 for b in blocks]
-    counts = [d._append(new) for d, new in zip(detectors, news, strict=True)]
-    _note_loud(detectors, news)
+    if not detectors:
+        return []
+    arrays = [np.asarray(b).reshape(-1) for b in blocks]
+    sizes = [a.shape[0] for a in arrays]
+    # One conversion for all blocks (the values of `np.asarray(b, float64) / 32768`).
+    scaled = np.concatenate(arrays).astype(np.float64) / 32768.0 if sum(sizes) else None
+    counts: list[int] = []
+    for d, size in zip(detectors, sizes, strict=True):
+        total = d._buffer.shape[0] + size
+        counts.append(0 if total < d.window else (total - d.window) // d.hop + 1)
+    if scaled is not None:
+        _note_loud(detectors, sizes, scaled)
+    # The quiet gate first, then the screen for the rest: silence and speech pauses
+    # skip both products.
     idle = [i for i, d in enumerate(detectors) if counts[i] and d._state is _State.IDLE]
-    # The quiet gate first (a peak per block, for all detectors in a few numpy calls),
-    # then the screen for the rest: silence and speech pauses skip both products.
-    quiet = [i for i in idle if detectors[i]._quiet]
-    rest = [i for i in idle if not detectors[i]._quiet]
-    screened = _screen_many([detectors[i] for i in rest], [counts[i] for i in rest])
-    maybe = dict(zip(rest, screened, strict=True))
-    maybe.update((i, False) for i in quiet)
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for i in idle:
+        if not detectors[i]._quiet:
+            groups.setdefault(detectors[i]._screen_key, []).append(i)
+    screened = [i for group in groups.values() for i in group]
+    joined, offsets = _join(detectors, scaled, sizes, counts, screened)
+    maybe = dict.fromkeys(idle, False)
+    for group in groups.values():
+        first = offsets[group[0]]
+        rows = [(offsets[i] - first) // detectors[i].hop for i in group]
+        region = joined[first : offsets[group[-1]] + _padded(detectors[group[-1]])]
+        found = _screen_many(
+            [detectors[i] for i in group], [counts[i] for i in group], region, rows
+        )
+        maybe.update(zip(group, found, strict=True))
     return [
         d._analyse(counts[i], not maybe.get(i, True), now) if counts[i] else []
         for i, d in enumerate(detectors)
     ]
 
 
-def _note_loud(detectors: Sequence[InbandDtmfDetector], news: Sequence[FloatArray]) -> None:
+def _padded(d: InbandDtmfDetector) -> int:
+    """The length of `d`'s buffer rounded up to whole hops."""
+    return int(-(-d._buffer.shape[0] // d.hop) * d.hop)
+
+
+def _join(
+    detectors: Sequence[InbandDtmfDetector],
+    scaled: FloatArray | None,
+    sizes: Sequence[int],
+    counts: Sequence[int],
+    screened: Sequence[int],
+) -> tuple[FloatArray, dict[int, int]]:
+    """Append each detector's new samples: every buffer becomes a slice of one array,
+    the `screened` detectors first (in that order), each of them padded to whole hops.
+    Returns the joined array and each detector's offset in it."""
+    ends = np.cumsum(sizes).tolist()
+    order = list(screened)
+    chosen = set(order)
+    order += [i for i in range(len(detectors)) if i not in chosen]
+    pieces: list[FloatArray] = []
+    offsets: dict[int, int] = {}
+    pos = 0
+    for i in order:
+        d = detectors[i]
+        offsets[i] = pos
+        pieces.append(d._buffer)
+        if sizes[i]:
+            assert scaled is not None
+            pieces.append(scaled[ends[i] - sizes[i] : ends[i]])
+        length = d._buffer.shape[0] + sizes[i]
+        pad = (-length % d.hop) if i in chosen else 0
+        if pad:
+            pieces.append(np.zeros(pad))
+        pos += length + pad
+    joined = np.concatenate(pieces) if pieces else np.zeros(0)
+    for i, d in enumerate(detectors):
+        length = d._buffer.shape[0] + sizes[i]
+        view = joined[offsets[i] : offsets[i] + length]
+        # A detector without a whole window keeps a copy: a view would keep the joined
+        # array (every detector's round) alive until its next round.
+        d._buffer = view if counts[i] else view.copy()
+    return joined, offsets
+
+
+def _note_loud(
+    detectors: Sequence[InbandDtmfDetector], sizes: Sequence[int], scaled: FloatArray
+) -> None:
     """Mark each detector whose new block has a sample at or above its gate."""
-    pairs = [(d, n) for d, n in zip(detectors, news, strict=True) if n.shape[0]]
-    if not pairs:
-        return
-    sizes = [n.shape[0] for _, n in pairs]
-    starts = np.cumsum([0, *sizes[:-1]])
-    joined = pairs[0][1] if len(pairs) == 1 else np.concatenate([n for _, n in pairs])
-    peaks = np.maximum.reduceat(np.abs(joined), starts).tolist()
-    for (d, _), peak in zip(pairs, peaks, strict=True):
+    nonempty = [i for i, size in enumerate(sizes) if size]
+    starts = (np.cumsum(sizes) - np.asarray(sizes))[nonempty]
+    peaks = np.maximum.reduceat(np.abs(scaled), starts).tolist()
+    for i, peak in zip(nonempty, peaks, strict=True):
+        d = detectors[i]
         if not peak < d._gate:  # "not <": a NaN counts as loud
-            d._loud_end = d.samples_seen
+            d._loud_end = d._buffer_start + d._buffer.shape[0] + sizes[i]
 
 
-def _screen_many(detectors: Sequence[InbandDtmfDetector], counts: Sequence[int]) -> list[bool]:
+def _screen_many(
+    detectors: Sequence[InbandDtmfDetector],
+    counts: Sequence[int],
+    region: FloatArray,
+    rows: Sequence[int],
+) -> list[bool]:
     """Whether any of each detector's `counts[i]` ready windows may hold a tone: the
     necessary level and energy-ratio conditions of `_classify`, for all detectors in one
-    numpy pass.
+    numpy pass. `region` holds their buffers one after the other, each on a hop
+    boundary; detector i's windows are rows `rows[i]` onwards of its windows view.
 
     A detector that can hold no tone keeps its last window for the phase and steadiness
     history (`_analyse`); the others are left alone for `_classify` to run.
     """
-    if not detectors:
-        return []
     first = detectors[0]
-    if any(d._screen_key != first._screen_key for d in detectors[1:]):
-        return [_screen_many((d,), (c,))[0] for d, c in zip(detectors, counts, strict=True)]
-    parts = [d._windows(c) for d, c in zip(detectors, counts, strict=True)]
-    # The products per detector (a few hundred KiB of windows at most, never all of
-    # them at once); everything after them works on all detectors' results together.
-    xrs = [_product(frames, first._basis) for frames in parts]
-    totals = [_product(frames**2, first._hann_sq) for frames in parts]
-    xr = xrs[0] if len(xrs) == 1 else np.concatenate(xrs)
+    hop = first.hop
+    # Products per hop block, not per window: the windows overlap four times, so a
+    # windows view would have to be copied out whole (4x the data) for each product.
+    # Window t is blocks t..t+3; its outputs are the sums of the blocks' partial ones.
+    # Summed in another order than `_classify` does, so the last bits may differ: the
+    # screen's 1 % margin (`_screen_gain2`) is far above that.
+    blocks = region.reshape(-1, hop)
+    n = blocks.shape[0] - 3
+    part = _product(blocks, first._hop_basis)
+    xr = part[:n, :16] + part[1 : n + 1, 16:32] + part[2 : n + 2, 32:48] + part[3:, 48:]
+    squares = blocks * blocks
+    part_sq = _product(squares, first._hop_hann_sq)
+    total = (
+        part_sq[:n, 0] + part_sq[1 : n + 1, 1] + part_sq[2 : n + 2, 2] + part_sq[3:, 3]
+    ) / first._hann_sq_sum
     power = 2.0 * ((xr[:, :8] ** 2 + xr[:, 8:] ** 2) / first._hann_sum**2)
     row_max = power[:, :4].max(axis=1)
     col_max = power[:, 4:].max(axis=1)
-    total = (totals[0] if len(totals) == 1 else np.concatenate(totals)) / first._hann_sq_sum
     floor = first._min_power * first._screen_gain2
     maybe = (
         (row_max >= floor)
         & (col_max >= floor)
         & (row_max + col_max >= first._min_ratio * total * first._screen_gain2)
     )
-    ends = np.cumsum(counts)
-    starts = ends - np.asarray(counts)
-    any_maybe = np.logical_or.reduceat(maybe, starts).tolist()
+    # Steadiness of every window (`_steady`, the same arithmetic on the same blocks).
+    hop_energy = squares.mean(axis=1)
+    shifted = [hop_energy[k : k + n] for k in range(4)]
+    steady = np.minimum.reduce(shifted) >= first._spread * np.maximum.reduce(shifted)
+    # Windows per detector from a running count: no Python loop over numpy slices.
+    running = np.concatenate(([0], np.cumsum(maybe)))
+    starts = np.asarray(rows)
+    any_maybe = (running[starts + np.asarray(counts)] > running[starts]).tolist()
     return [
-        bool(m) and d._may_report(maybe[s:e])
-        for d, m, s, e in zip(detectors, any_maybe, starts.tolist(), ends.tolist(), strict=True)
+        m and d._may_report(maybe[s : s + c], steady[s : s + c])
+        for d, m, s, c in zip(detectors, any_maybe, rows, counts, strict=True)
     ]
 
 
@@ -683,10 +769,6 @@ class DtmfMuter:
         """Return (delayed muted samples, same length as input; newly pressed digits)."""
         return feed_muters((self,), (samples,), now)[0]
 
-    def _push(self, block: npt.NDArray[np.int16], pressed: list[DtmfDigit]) -> MuterOutput:
-        self._pending = np.concatenate((self._pending, block))
-        return self._emit(len(block)), pressed
-
     def flush(self) -> tuple[npt.NDArray[np.int16], list[DtmfDigit]]:
         """End of stream: the held-back samples, muted, and presses that just ended."""
         finished = self.detector.finish()
@@ -703,9 +785,9 @@ class DtmfMuter:
 
     def _emit(self, count: int) -> npt.NDArray[np.int16]:
         self._collect_spans(self.detector.pop_finished())
-        # `_pending` is always an array of our own (`_push` concatenates a new one), so
-        # its head can go out as it is; the short rest is copied, so the whole round's
-        # array is not kept alive for the next round.
+        # `_pending` is a fresh array (`feed_muters` joins a new one each round, `flush`
+        # emits it all), so its head can go out as it is; the short rest is copied, so
+        # the whole round's array is not kept alive for the next round.
         out = self._pending[:count]
         first = self._pending_start
         for start, end in self._spans:
@@ -726,4 +808,15 @@ def feed_muters(
     """``muter.feed(block, now)`` for each pair, their detectors screened in one pass."""
     arrays = [np.asarray(b, dtype=np.int16).reshape(-1) for b in blocks]
     pressed = feed_detectors([m.detector for m in muters], arrays, now)
-    return [m._push(a, p) for m, a, p in zip(muters, arrays, pressed, strict=True)]
+    # Each muter's held-back samples and new block as slices of one joined array (one
+    # concatenation for all instead of one per muter); `_emit` copies what it keeps.
+    pieces = [piece for m, a in zip(muters, arrays, strict=True) for piece in (m._pending, a)]
+    joined = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+    outputs: list[MuterOutput] = []
+    pos = 0
+    for m, a, p in zip(muters, arrays, pressed, strict=True):
+        end = pos + m._pending.shape[0] + a.shape[0]
+        m._pending = joined[pos:end]
+        outputs.append((m._emit(a.shape[0]), p))
+        pos = end
+    return outputs

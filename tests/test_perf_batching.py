@@ -2,9 +2,10 @@
 
 The shortcuts of the recording hot path are checked against the plain computation:
 the mixer's decoding of back-to-back G.711 packets as one run, the DTMF screen shared by
-many detectors (``feed_detectors`` / ``feed_muters``), the DTMF quiet gate and run test
-(against the screen alone and against the full analysis of every round, with tones at
-the weakest accepted level), and ``tick_recorders`` for several calls at once.
+many detectors (``feed_detectors`` / ``feed_muters``) and its products per hop block, the
+DTMF quiet gate and run test (against the screen alone and against the full analysis of
+every round, with tones at the weakest accepted level), and ``tick_recorders`` for
+several calls at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from media.dtmf import (
     DtmfMuter,
     InbandDtmfDetector,
     _product,
+    _tables,
     feed_detectors,
     feed_muters,
     tone,
@@ -170,6 +172,26 @@ def test_product_in_blocks_equals_one_product() -> None:
         assert np.allclose(_product(frames, matrix), frames @ matrix, rtol=1e-12, atol=1e-12)
 
 
+def test_screen_by_hop_blocks_equals_the_window_products() -> None:
+    """The screen sums four hop blocks' partial products per window (no 4x copy of the
+    overlapping windows): the same filter outputs and energies as the window products
+    `_classify` uses, to rounding."""
+    tables = _tables(8000)
+    hop, window = 40, 160
+    signal = _speech_like(np.random.default_rng(9), 8000).astype(np.float64) / 32768.0
+    blocks = signal.reshape(-1, hop)
+    n = blocks.shape[0] - 3
+    frames = np.lib.stride_tricks.sliding_window_view(signal, window)[::hop]
+    assert frames.shape[0] == n
+    part = blocks @ tables.hop_basis
+    summed = part[:n, :16] + part[1 : n + 1, 16:32] + part[2 : n + 2, 32:48] + part[3:, 48:]
+    assert np.allclose(summed, frames @ tables.basis, rtol=1e-9, atol=1e-12)
+    part_sq = (blocks * blocks) @ tables.hop_hann_sq
+    total = part_sq[:n, 0] + part_sq[1 : n + 1, 1] + part_sq[2 : n + 2, 2] + part_sq[3:, 3]
+    assert np.allclose(total, (frames**2) @ tables.hann_sq, rtol=1e-9, atol=1e-15)
+    assert np.abs(summed).max() > 1.0  # the tones are in there
+
+
 # -- recorder: several calls ticked at once ---------------------------------------------
 
 
@@ -245,15 +267,15 @@ def _full_analysis(monkeypatch: pytest.MonkeyPatch, *, screen: bool) -> None:
     screened window as a possible start of a press (no run test) and, without
     ``screen``, every idle round goes to the full classification."""
 
-    def all_loud(detectors: Sequence[InbandDtmfDetector], news: Sequence[Any]) -> None:
-        for d in detectors:
-            d._loud_end = d.samples_seen
+    def all_loud(detectors: Sequence[InbandDtmfDetector], sizes: Sequence[int], _: Any) -> None:
+        for d, size in zip(detectors, sizes, strict=True):
+            d._loud_end = d.samples_seen + size  # called before the new block is joined
 
     monkeypatch.setattr(media.dtmf, "_note_loud", all_loud)
-    monkeypatch.setattr(InbandDtmfDetector, "_may_report", lambda self, maybe: True)
+    monkeypatch.setattr(InbandDtmfDetector, "_may_report", lambda self, *_: True)
     if not screen:
         monkeypatch.setattr(
-            media.dtmf, "_screen_many", lambda detectors, counts: [True] * len(detectors)
+            media.dtmf, "_screen_many", lambda detectors, *_: [True] * len(detectors)
         )
 
 

@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from media.dtmf import EVENT_DIGITS, DtmfMuter, MuterOutput, feed_muters
+from media.dtmf import EVENT_DIGITS
+from media.dtmf_mute import DtmfMuter, MuterOutput, feed_muters
 from media.g722 import new_decoder_8k
 from media.mixer import LEFT, RIGHT, MixerStats, StereoMixer
 from media.writer import EncryptedWavWriter, WriterResult
@@ -540,7 +541,7 @@ def tick_recorders(recorders: Sequence[CallRecorder], now: float) -> None:
     """``tick(now)`` of each recorder, the in-band DTMF muting of all of them in one pass.
 
     Muting costs mostly numpy's per-call overhead, not arithmetic: screening the channels
-    of many calls at once (``media.dtmf.feed_muters``) is what lets one core record many
+    of many calls at once (``media.dtmf_mute.feed_muters``) is what lets one core record many
     calls. The results are those of ticking each recorder alone.
     """
     due = [(r, f) for r in recorders if (f := r._due_frames(now)) is not None]

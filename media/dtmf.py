@@ -1,4 +1,4 @@
-"""In-band DTMF: a streaming Goertzel-style detector, a tone generator and a muter.
+"""In-band DTMF: a streaming Goertzel-style detector and a tone generator.
 
 Theory of operation
 -------------------
@@ -30,7 +30,8 @@ The same digit is reported again only after such a gap. The detector is a two-st
 machine, written as a table below.
 
 Reported ``start_sample``/``end_sample`` are the bounds of the first/last window that
-held the digit: within about 5 ms outside the tone. The muter adds a guard on top.
+held the digit: within about 5 ms outside the tone. The muter (``media.dtmf_mute``)
+adds a guard on top.
 
 Cost. An idle detector (no press on) skips the full analysis of a round when no window
 can start a press, by necessary conditions only, cheapest first (``feed_detectors``):
@@ -48,25 +49,23 @@ Everything here is sans-I/O: samples and ``now`` in, events out; no clock is rea
 from __future__ import annotations
 
 import enum
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from media.dtmf_tables import COL_FREQS, ROW_FREQS, FloatArray, product, tables
+
 __all__ = [
     "DIGIT_EVENTS",
     "EVENT_DIGITS",
     "DtmfDigit",
-    "DtmfMuter",
     "DtmfStateError",
     "InbandDtmfDetector",
     "feed_detectors",
-    "feed_muters",
-    "mute_spans",
     "tone",
 ]
 
@@ -74,8 +73,6 @@ __all__ = [
 EVENT_DIGITS: Final[str] = "0123456789*#ABCD"
 DIGIT_EVENTS: Final[dict[str, int]] = {d: i for i, d in enumerate(EVENT_DIGITS)}
 
-ROW_FREQS: Final[tuple[float, ...]] = (697.0, 770.0, 852.0, 941.0)
-COL_FREQS: Final[tuple[float, ...]] = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYPAD: Final[tuple[str, ...]] = ("123A", "456B", "789C", "*0#D")
 _DIGIT_FREQS: Final[dict[str, tuple[float, float]]] = {
     KEYPAD[r][c]: (ROW_FREQS[r], COL_FREQS[c]) for r in range(4) for c in range(4)
@@ -94,8 +91,6 @@ MIN_TONE_ENERGY_RATIO: Final[float] = 0.8
 MAX_SUBBLOCK_SPREAD_DB: Final[float] = 6.0
 MIN_ON_WINDOWS: Final[int] = 4
 MIN_OFF_WINDOWS: Final[int] = 8
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -148,87 +143,6 @@ def _dbfs_to_power(dbfs: float) -> float:
     return 0.5 * float(np.power(10.0, dbfs / 10.0))
 
 
-@dataclass(frozen=True)
-class _Tables:
-    hann: FloatArray
-    hann_sum: float
-    hann_sq: FloatArray
-    hann_sq_sum: float
-    freqs: FloatArray
-    basis: FloatArray
-    hop_rotation: npt.NDArray[np.complex128]
-    gain_grid: FloatArray
-    gain_table: FloatArray
-    hop_basis: FloatArray  # basis rows of sub-block b in columns 16b..16b+15 (hop x 64)
-    hop_hann_sq: FloatArray  # hann_sq of sub-block b in column b (hop x 4)
-
-
-_PRODUCT_ROWS: Final[int] = 128
-
-
-def _product(frames: FloatArray, matrix: FloatArray) -> FloatArray:
-    """``frames @ matrix`` in blocks of at most ``_PRODUCT_ROWS`` rows.
-
-    Above a size threshold OpenBLAS splits a product over worker threads that spin while
-    they wait: measured here, 1,280 x 160 @ 160 x 16 took 0.86 ms of CPU that way and
-    0.32 ms on one thread (and the spinning thread competes with the relay for the
-    cores). Blocks this small stay on the calling thread.
-    """
-    if frames.shape[0] <= _PRODUCT_ROWS:
-        small: FloatArray = frames @ matrix
-        return small
-    blocks = [
-        frames[i : i + _PRODUCT_ROWS] @ matrix for i in range(0, frames.shape[0], _PRODUCT_ROWS)
-    ]
-    out: FloatArray = np.concatenate(blocks)
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def _tables(sample_rate: int) -> _Tables:
-    """The detector's constant tables, built once per sample rate (building them takes
-    milliseconds: far too long to do for every call on the media event loop)."""
-    hop = sample_rate // 200
-    window = 4 * hop
-    n = np.arange(window)
-    hann: FloatArray = 0.5 - 0.5 * np.cos(2 * np.pi * n / window)
-    freqs: FloatArray = np.array(ROW_FREQS + COL_FREQS)
-    # Real and imaginary parts side by side: one real matrix product per batch of
-    # windows (BLAS), instead of a complex one.
-    angle = 2 * np.pi * np.outer(n, freqs) / sample_rate
-    basis: FloatArray = np.hstack((hann[:, None] * np.cos(angle), -hann[:, None] * np.sin(angle)))
-    # Phase a tone at exactly the nominal frequency advances by in one hop.
-    hop_rotation = np.exp(-2j * np.pi * freqs * hop / sample_rate)
-    # Hann filter magnitude response (1.0 at the centre) on a 0.25 Hz grid, to undo
-    # the loss for a tone off its filter's centre (<= 1.5 dB within tolerance).
-    gain_grid: FloatArray = np.arange(-100.0, 100.25, 0.25)
-    probe = np.exp(2j * np.pi * np.outer(gain_grid, n) / sample_rate)
-    gain_table: FloatArray = np.abs(probe @ hann) / float(hann.sum())
-    for array in (hann, freqs, basis, hop_rotation, gain_grid, gain_table):
-        array.flags.writeable = False  # shared by every detector
-    hann_sq: FloatArray = hann**2
-    hann_sq.flags.writeable = False
-    # The screen's products per hop block (`_screen_many`): a window's filter output is
-    # the sum of its four sub-blocks' outputs, each against its part of the basis.
-    hop_basis: FloatArray = np.hstack([basis[b * hop : (b + 1) * hop] for b in range(4)])
-    hop_hann_sq: FloatArray = np.ascontiguousarray(hann_sq.reshape(4, hop).T)
-    for array in (hop_basis, hop_hann_sq):
-        array.flags.writeable = False
-    return _Tables(
-        hann,
-        float(hann.sum()),
-        hann_sq,
-        float(hann_sq.sum()),
-        freqs,
-        basis,
-        hop_rotation,
-        gain_grid,
-        gain_table,
-        hop_basis,
-        hop_hann_sq,
-    )
-
-
 class InbandDtmfDetector:
     """Streaming in-band DTMF detector: feed int16 samples in blocks of any size."""
 
@@ -249,18 +163,18 @@ class InbandDtmfDetector:
         self.sample_rate = sample_rate
         self.hop = sample_rate // 200  # 5 ms
         self.window = 4 * self.hop  # 20 ms: four sub-blocks of one hop each
-        tables = _tables(sample_rate)
-        self._hann = tables.hann
-        self._hann_sum = tables.hann_sum
-        self._hann_sq = tables.hann_sq
-        self._hann_sq_sum = tables.hann_sq_sum
-        self._freqs = tables.freqs
-        self._basis = tables.basis
-        self._hop_rotation = tables.hop_rotation
-        self._gain_grid = tables.gain_grid
-        self._gain_table = tables.gain_table
-        self._hop_basis = tables.hop_basis
-        self._hop_hann_sq = tables.hop_hann_sq
+        shared = tables(sample_rate)
+        self._hann = shared.hann
+        self._hann_sum = shared.hann_sum
+        self._hann_sq = shared.hann_sq
+        self._hann_sq_sum = shared.hann_sq_sum
+        self._freqs = shared.freqs
+        self._basis = shared.basis
+        self._hop_rotation = shared.hop_rotation
+        self._gain_grid = shared.gain_grid
+        self._gain_table = shared.gain_table
+        self._hop_basis = shared.hop_basis
+        self._hop_hann_sq = shared.hop_hann_sq
         self._min_power = _dbfs_to_power(min_level_dbm0 - FULL_SCALE_SINE_DBM0)
         self._tolerance = freq_tolerance
         self._normal_twist = 10.0 ** (normal_twist_db / 10.0)
@@ -406,7 +320,7 @@ class InbandDtmfDetector:
         if self._prev_window is not None:
             self._settle_history(self._prev_window)
         frames = self._windows(count)
-        xr = _product(frames, self._basis)
+        xr = product(frames, self._basis)
         x = xr[:, :8] + 1j * xr[:, 8:]  # (count, 8) complex filter outputs
         prev = np.vstack(
             (self._prev_x if self._prev_x is not None else np.full((1, 8), np.nan), x[:-1])
@@ -426,7 +340,7 @@ class InbandDtmfDetector:
         freq_ok = (row_rel <= self._tolerance) & (col_rel <= self._tolerance)
         row_pow = power[idx, row] / self._gain(np.where(freq_ok, row_off, 0.0)) ** 2
         col_pow = power[idx, col] / self._gain(np.where(freq_ok, col_off, 0.0)) ** 2
-        total = _product(frames**2, self._hann_sq) / self._hann_sq_sum
+        total = product(frames**2, self._hann_sq) / self._hann_sq_sum
         steady = self._steady(count)
         # The phase measure needs two steady windows: a window only partly covered by
         # the tone has a truncated (sharp-edged) weighting whose leakage bends the phase.
@@ -648,10 +562,10 @@ def _screen_many(
     # screen's 1 % margin (`_screen_gain2`) is far above that.
     blocks = region.reshape(-1, hop)
     n = blocks.shape[0] - 3
-    part = _product(blocks, first._hop_basis)
+    part = product(blocks, first._hop_basis)
     xr = part[:n, :16] + part[1 : n + 1, 16:32] + part[2 : n + 2, 32:48] + part[3:, 48:]
     squares = blocks * blocks
-    part_sq = _product(squares, first._hop_hann_sq)
+    part_sq = product(squares, first._hop_hann_sq)
     total = (
         part_sq[:n, 0] + part_sq[1 : n + 1, 1] + part_sq[2 : n + 2, 2] + part_sq[3:, 3]
     ) / first._hann_sq_sum
@@ -708,115 +622,3 @@ def tone(
     )
     samples: npt.NDArray[np.int16] = np.round(wave).astype(np.int16)
     return samples
-
-
-def mute_spans(
-    samples: np.ndarray,
-    digits: list[DtmfDigit],
-    *,
-    sample_rate: int = 8000,
-    guard_s: float = 0.02,
-    offset: int = 0,
-) -> npt.NDArray[np.int16]:
-    """Copy of `samples` with each digit's span (plus a guard each side) set to zero.
-
-    ``offset`` is the absolute sample index of ``samples[0]`` (the digits carry absolute
-    indexes). A digit without ``end_sample`` is muted to the end of the samples.
-    """
-    out = np.array(samples, dtype=np.int16, copy=True).reshape(-1)
-    guard = round(guard_s * sample_rate)
-    for d in digits:
-        begin = max(d.start_sample - guard - offset, 0)
-        end = len(out) if d.end_sample is None else d.end_sample + guard - offset
-        if end > begin:
-            out[begin:end] = 0
-    return out
-
-
-MuterOutput = tuple[npt.NDArray[np.int16], list[DtmfDigit]]
-
-
-class DtmfMuter:
-    """Streaming muter for the recording: delays the audio by `delay_s` and zeroes DTMF.
-
-    The delay must exceed the detector's confirmation latency plus the guard (about
-    50 ms + guard), so that no sample of a valid key press leaves before it is known.
-    The output has the same length as each input block; it starts with `delay_s` of
-    silence, and ``flush`` returns the held-back tail. Both legs of a call should use the
-    same delay so that they stay aligned.
-    """
-
-    def __init__(
-        self,
-        sample_rate: int = 8000,
-        *,
-        delay_s: float = 0.1,
-        guard_s: float = 0.02,
-        detector_factory: Callable[[int], InbandDtmfDetector] = InbandDtmfDetector,
-    ) -> None:
-        self.detector = detector_factory(sample_rate)
-        self.delay = round(delay_s * sample_rate)
-        self.guard = round(guard_s * sample_rate)
-        if self.delay < round(0.05 * sample_rate) + self.guard + self.detector.window:
-            raise ValueError("delay too short to mute a tone before it leaves")
-        self._pending: npt.NDArray[np.int16] = np.zeros(self.delay, dtype=np.int16)
-        self._pending_start = -self.delay  # absolute index of _pending[0]
-        self._spans: list[tuple[int, int | None]] = []
-
-    def feed(
-        self, samples: np.ndarray, now: float | None = None
-    ) -> tuple[npt.NDArray[np.int16], list[DtmfDigit]]:
-        """Return (delayed muted samples, same length as input; newly pressed digits)."""
-        return feed_muters((self,), (samples,), now)[0]
-
-    def flush(self) -> tuple[npt.NDArray[np.int16], list[DtmfDigit]]:
-        """End of stream: the held-back samples, muted, and presses that just ended."""
-        finished = self.detector.finish()
-        self._collect_spans(finished)
-        return self._emit(len(self._pending)), finished
-
-    def _collect_spans(self, finished: list[DtmfDigit]) -> None:
-        ended = {d.start_sample for d in finished}
-        self._spans = [(s, e) for (s, e) in self._spans if not (e is None and s in ended)]
-        self._spans.extend((d.start_sample, d.end_sample) for d in finished)
-        active = self.detector.active
-        if active is not None and (active.start_sample, None) not in self._spans:
-            self._spans.append((active.start_sample, None))
-
-    def _emit(self, count: int) -> npt.NDArray[np.int16]:
-        self._collect_spans(self.detector.pop_finished())
-        # `_pending` is a fresh array (`feed_muters` joins a new one each round, `flush`
-        # emits it all), so its head can go out as it is; the short rest is copied, so
-        # the whole round's array is not kept alive for the next round.
-        out = self._pending[:count]
-        first = self._pending_start
-        for start, end in self._spans:
-            begin = max(start - self.guard - first, 0)
-            stop = count if end is None else min(end + self.guard - first, count)
-            if stop > begin:
-                out[begin:stop] = 0
-        self._pending = self._pending[count:].copy()
-        self._pending_start += count
-        horizon = self._pending_start
-        self._spans = [(s, e) for (s, e) in self._spans if e is None or e + self.guard > horizon]
-        return out
-
-
-def feed_muters(
-    muters: Sequence[DtmfMuter], blocks: Sequence[np.ndarray], now: float | None = None
-) -> list[MuterOutput]:
-    """``muter.feed(block, now)`` for each pair, their detectors screened in one pass."""
-    arrays = [np.asarray(b, dtype=np.int16).reshape(-1) for b in blocks]
-    pressed = feed_detectors([m.detector for m in muters], arrays, now)
-    # Each muter's held-back samples and new block as slices of one joined array (one
-    # concatenation for all instead of one per muter); `_emit` copies what it keeps.
-    pieces = [piece for m, a in zip(muters, arrays, strict=True) for piece in (m._pending, a)]
-    joined = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
-    outputs: list[MuterOutput] = []
-    pos = 0
-    for m, a, p in zip(muters, arrays, pressed, strict=True):
-        end = pos + m._pending.shape[0] + a.shape[0]
-        m._pending = joined[pos:end]
-        outputs.append((m._emit(a.shape[0]), p))
-        pos = end
-    return outputs

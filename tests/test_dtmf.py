@@ -20,11 +20,10 @@ from media.dtmf import (
     DIGIT_EVENTS,
     EVENT_DIGITS,
     DtmfDigit,
-    DtmfMuter,
     InbandDtmfDetector,
-    mute_spans,
     tone,
 )
+from media.dtmf_mute import DtmfMuter, mute_spans
 
 FS = 8000
 I16 = npt.NDArray[np.int16]

@@ -21,16 +21,9 @@ import pytest
 
 import media.mixer
 from b2bua.recorder import LEFT, RIGHT, CallRecorder, tick_recorders
-from media.dtmf import (
-    DtmfDigit,
-    DtmfMuter,
-    InbandDtmfDetector,
-    _product,
-    _tables,
-    feed_detectors,
-    feed_muters,
-    tone,
-)
+from media.dtmf import DtmfDigit, InbandDtmfDetector, feed_detectors, tone
+from media.dtmf_mute import DtmfMuter, feed_muters
+from media.dtmf_tables import product, tables
 from media.g711 import encode_alaw, encode_ulaw
 from media.mixer import StereoMixer
 from media.writer import WriterResult
@@ -169,26 +162,26 @@ def test_product_in_blocks_equals_one_product() -> None:
     matrix = rng.normal(size=(160, 16))
     for rows in (1, 127, 128, 129, 1000):
         frames = rng.normal(size=(rows, 160))
-        assert np.allclose(_product(frames, matrix), frames @ matrix, rtol=1e-12, atol=1e-12)
+        assert np.allclose(product(frames, matrix), frames @ matrix, rtol=1e-12, atol=1e-12)
 
 
 def test_screen_by_hop_blocks_equals_the_window_products() -> None:
     """The screen sums four hop blocks' partial products per window (no 4x copy of the
     overlapping windows): the same filter outputs and energies as the window products
     `_classify` uses, to rounding."""
-    tables = _tables(8000)
+    shared = tables(8000)
     hop, window = 40, 160
     signal = _speech_like(np.random.default_rng(9), 8000).astype(np.float64) / 32768.0
     blocks = signal.reshape(-1, hop)
     n = blocks.shape[0] - 3
     frames = np.lib.stride_tricks.sliding_window_view(signal, window)[::hop]
     assert frames.shape[0] == n
-    part = blocks @ tables.hop_basis
+    part = blocks @ shared.hop_basis
     summed = part[:n, :16] + part[1 : n + 1, 16:32] + part[2 : n + 2, 32:48] + part[3:, 48:]
-    assert np.allclose(summed, frames @ tables.basis, rtol=1e-9, atol=1e-12)
-    part_sq = (blocks * blocks) @ tables.hop_hann_sq
+    assert np.allclose(summed, frames @ shared.basis, rtol=1e-9, atol=1e-12)
+    part_sq = (blocks * blocks) @ shared.hop_hann_sq
     total = part_sq[:n, 0] + part_sq[1 : n + 1, 1] + part_sq[2 : n + 2, 2] + part_sq[3:, 3]
-    assert np.allclose(total, (frames**2) @ tables.hann_sq, rtol=1e-9, atol=1e-15)
+    assert np.allclose(total, (frames**2) @ shared.hann_sq, rtol=1e-9, atol=1e-15)
     assert np.abs(summed).max() > 1.0  # the tones are in there
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from b2bua.recorder import LEFT, MIXER_RING_S, RIGHT, CallRecorder, tick_recorders
 from media.agefile import CHUNK_SIZE, AgeEncryptor, generate_identity, recipient_from_identity
-from media.dtmf import DtmfMuter
+from media.dtmf_mute import DtmfMuter
 from media.g711 import encode_alaw
 from media.writer import EncryptedWavWriter, streaming_wav_header
 from rtp.relay import MediaFormat, TapPacket

@@ -55,29 +55,30 @@ DTMF masking and recording pauses need: the media path itself is never held back
 from __future__ import annotations
 
 import math
-from array import array
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
 
 from media.g711 import decode_alaw, decode_ulaw
+from media.mixer_leg import (
+    LEFT,
+    MAX_DROPOUT,
+    RETIRE_S,
+    RIGHT,
+    SEEN_SLOTS,
+    Decoder,
+    Epoch,
+    Int16Array,
+    LegState,
+    LegStats,
+    MixerStats,
+    signed32,
+)
 
-LEFT, RIGHT = 0, 1
+__all__ = ["LEFT", "RIGHT", "LegStats", "MixerStats", "StereoMixer", "default_decoders"]
 
-Int16Array = npt.NDArray[np.int16]
-Decoder = Callable[[bytes], Int16Array]
-
-_MAX_DROPOUT = 3000  # RFC 3550 A.1: larger forward seq jumps restart the sequence
-_MAX_MISORDER = 100  # RFC 3550 A.1: older packets are too late for us anyway
-_SEEN_SLOTS = 512  # dedup table size, > _MAX_MISORDER
-_RETIRED_SSRCS = 4
-_RETIRE_S = 2.0  # how long packets of a replaced SSRC count as stragglers
-_NO_FLOOR = -(2**62)
 _FOREVER = 2**62
-
 
 # Stateless decoders giving one sample per payload byte: consecutive packets may be
 # decoded as one run (see ``_place_pending``).
@@ -87,175 +88,6 @@ _ONE_SAMPLE_PER_BYTE: tuple[Decoder, ...] = (decode_alaw, decode_ulaw)
 def default_decoders() -> dict[int, Decoder]:
     """Static payload types 0 (PCMU) and 8 (PCMA), RFC 3551."""
     return {0: decode_ulaw, 8: decode_alaw}
-
-
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - 0x100000000 if value >= 0x80000000 else value
-
-
-@dataclass(frozen=True)
-class LegStats:
-    packets: int  # every push, including duplicates, events and drops
-    duplicates: int
-    late: int  # arrived after its slot was pulled (or too old / retired SSRC)
-    lost_packets: int  # RFC 3550 expected - received, summed over SSRCs
-    gaps: int  # closed gaps (audio resumed after missing samples)
-    gap_seconds: float
-    concealed_gaps: int  # of ``gaps``, those filled by fade-out repetition
-    reanchors: int  # SSRC changes and timestamp jumps
-    drift_corrections: int
-    events_skipped: int  # RFC 4733 telephone-event packets
-    unplayable: int  # payload type without decoder, empty or undecodable payload
-    overflow: int  # would land outside the ring or pending list full
-    trimmed_samples: int  # cut so that a new epoch does not overlap the old one
-
-
-@dataclass(frozen=True)
-class MixerStats:
-    legs: tuple[LegStats, LegStats]
-    samples_out: int
-
-    @property
-    def left(self) -> LegStats:
-        return self.legs[LEFT]
-
-    @property
-    def right(self) -> LegStats:
-        return self.legs[RIGHT]
-
-
-class _Epoch:
-    """One RTP-timestamp -> output-index mapping, valid from ``start_seq`` on."""
-
-    __slots__ = ("floor", "ref_idx", "ref_ts", "start_seq", "successor")
-
-    def __init__(self, start_seq: int, ref_ts: int, ref_idx: int, floor: int) -> None:
-        self.start_seq = start_seq
-        self.ref_ts = ref_ts
-        self.ref_idx = ref_idx
-        self.floor = floor
-        self.successor: _Epoch | None = None
-
-
-# (start index, index into the leg's ``refs``, payload type, payload). Only atomic
-# values: CPython stops tracking such a tuple at the first collection it meets, so the
-# packets waiting for the next pull (1,200 at 100 calls) are never promoted to the older
-# generations and never walked again (docs/performance.md, "Garbage collection").
-_Pending = tuple[int, int, int, bytes]
-
-
-class _Leg:
-    def __init__(self, ring: int, decoders: Mapping[int, Decoder], event_pts: set[int]) -> None:
-        self.buf = np.zeros(ring, dtype=np.int16)
-        self.mask = np.zeros(ring, dtype=np.bool_)
-        self.decoders: dict[int, Decoder] = dict(decoders)
-        self.event_pts: frozenset[int] = frozenset(event_pts)
-        self.pending: list[_Pending] = []
-        # The (epoch, decoder) pairs the pending packets use, in push order; the pending
-        # tuples name them by index. Emptied with ``pending``.
-        self.refs: list[tuple[_Epoch, Decoder]] = []
-        self.samples_per_byte: dict[int, float] = {}
-        # stream / sequence state
-        self.ssrc: int | None = None
-        self.retired: deque[tuple[int, float]] = deque(maxlen=_RETIRED_SSRCS)
-        self.max_ext = 0
-        self.max_raw = 0
-        self.base_ext = 0
-        self.received = 0
-        self.lost_before = 0
-        # An int64 array, not a list: a list would hold an int object (32 bytes) per
-        # slot once the extended numbers pass 256, 16 KiB per leg on top of the slots.
-        self.seen = array("q", [-1]) * _SEEN_SLOTS
-        # placement state
-        self.epoch: _Epoch | None = None
-        self.needs_anchor = True
-        self.prev: _Epoch | None = None
-        self.high_water = _NO_FLOOR  # estimated end of everything accepted so far
-        self.placed_end = 0  # true end of everything written into the ring
-        self.win_min = math.inf
-        self.win_n = 0
-        # emission state
-        self.had_audio = False
-        self.gap_open = 0
-        self.conceal_start = 0
-        self.conceal_fill: Int16Array | None = None
-        self.history: Int16Array = np.zeros(0, dtype=np.int16)
-        # counters
-        self.packets = self.duplicates = self.late = self.gaps = 0
-        self.concealed = self.reanchors = self.drift = self.events = 0
-        self.unplayable = self.overflow = self.trimmed = 0
-        self.gap_samples = 0
-
-    def lost(self) -> int:
-        if self.ssrc is None:
-            return self.lost_before
-        return self.lost_before + (self.max_ext - self.base_ext + 1 - self.received)
-
-    def start_stream(self, ssrc: int, seq: int, retire_until: float) -> None:
-        if self.ssrc is not None:
-            self.lost_before = self.lost()
-            self.retired.append((self.ssrc, retire_until))
-            # Extended numbers keep increasing across streams: epochs stay ordered and
-            # the dedup table can not mistake a new packet for an old one.
-            self.max_ext += _SEEN_SLOTS + 1
-        else:
-            self.max_ext = seq
-        self.ssrc = ssrc
-        self.max_raw = seq
-        self.base_ext = self.max_ext
-        self.received = 0
-        self.prev = None  # packets of the old SSRC are dropped, not placed
-        self.needs_anchor = True
-
-    def extend_seq(self, seq: int) -> int | None:
-        """RFC 3550 A.1 style extension; None for a packet too old to matter."""
-        delta = (seq - self.max_raw) & 0xFFFF
-        if delta < 0x8000:
-            if delta > _MAX_DROPOUT:  # sender restarted its numbering
-                self.lost_before = self.lost()
-                self.max_ext += 1
-                self.max_raw = seq
-                self.base_ext = self.max_ext
-                self.received = 0
-                return self.max_ext
-            return self.max_ext + delta
-        back = 0x10000 - delta
-        if back > _MAX_MISORDER:
-            return None
-        return self.max_ext - back
-
-    def new_epoch(self, start_seq: int, ref_ts: int, ref_idx: int, floor: int) -> _Epoch:
-        epoch = _Epoch(start_seq, ref_ts, ref_idx, floor)
-        if self.epoch is not None:
-            self.epoch.successor = epoch
-        self.prev, self.epoch = self.epoch, epoch
-        self.win_min, self.win_n = math.inf, 0
-        return epoch
-
-    def epoch_for(self, ext: int) -> _Epoch | None:
-        if self.epoch is not None and ext >= self.epoch.start_seq:
-            return self.epoch
-        if self.prev is not None and ext >= self.prev.start_seq:
-            return self.prev
-        return None
-
-    def snapshot(self, sample_rate: int) -> LegStats:
-        return LegStats(
-            packets=self.packets,
-            duplicates=self.duplicates,
-            late=self.late,
-            lost_packets=self.lost(),
-            gaps=self.gaps,
-            gap_seconds=self.gap_samples / sample_rate,
-            concealed_gaps=self.concealed,
-            reanchors=self.reanchors,
-            drift_corrections=self.drift,
-            events_skipped=self.events,
-            unplayable=self.unplayable,
-            overflow=self.overflow,
-            trimmed_samples=self.trimmed,
-        )
 
 
 class _Span:
@@ -299,7 +131,10 @@ class StereoMixer:
         self._max_pending = max(64, 4 * self._ring // self._frame)
         decoders = default_decoders() if payload_decoders is None else dict(payload_decoders)
         events = {101} if event_payload_types is None else set(event_payload_types)
-        self._legs = (_Leg(self._ring, decoders, events), _Leg(self._ring, decoders, events))
+        self._legs = (
+            LegState(self._ring, decoders, events),
+            LegState(self._ring, decoders, events),
+        )
         self._t0 = start
         self._out = 0  # next output index to emit
         self._samples_out = 0
@@ -362,11 +197,11 @@ class StereoMixer:
             if any(old == ssrc and arrival < until for old, until in st.retired):
                 st.late += 1  # a straggler of the stream that was just replaced
                 return
-            st.start_stream(ssrc, seq, arrival + _RETIRE_S)
+            st.start_stream(ssrc, seq, arrival + RETIRE_S)
             ext = st.max_ext
         else:
             delta = (seq - st.max_raw) & 0xFFFF
-            if delta <= _MAX_DROPOUT:  # extend_seq's first case, without the call
+            if delta <= MAX_DROPOUT:  # extend_seq's first case, without the call
                 ext = st.max_ext + delta
             else:
                 extended = st.extend_seq(seq)
@@ -374,10 +209,10 @@ class StereoMixer:
                     st.late += 1
                     return
                 ext = extended
-            if st.seen[ext % _SEEN_SLOTS] == ext:
+            if st.seen[ext % SEEN_SLOTS] == ext:
                 st.duplicates += 1
                 return
-        st.seen[ext % _SEEN_SLOTS] = ext
+        st.seen[ext % SEEN_SLOTS] = ext
         st.received += 1
         in_order = new_stream or ext > st.max_ext
         if in_order:
@@ -405,7 +240,7 @@ class StereoMixer:
                 st.late += 1
                 return
             epoch = found
-            diff = (timestamp - epoch.ref_ts) & 0xFFFFFFFF  # _signed32, inline
+            diff = (timestamp - epoch.ref_ts) & 0xFFFFFFFF  # signed32, inline
             start = epoch.ref_idx + (diff - 0x100000000 if diff >= 0x80000000 else diff)
             if in_order and epoch is current:
                 epoch, start = self._track(st, epoch, ext, timestamp, start, pos)
@@ -423,8 +258,8 @@ class StereoMixer:
         st.high_water = max(st.high_water, start + est)
 
     def _track(
-        self, st: _Leg, epoch: _Epoch, ext: int, ts: int, start: int, pos: float
-    ) -> tuple[_Epoch, int]:
+        self, st: LegState, epoch: Epoch, ext: int, ts: int, start: int, pos: float
+    ) -> tuple[Epoch, int]:
         """Re-anchor on jumps, correct drift; advance the epoch reference."""
         offset = pos - start
         if abs(offset) > self._jump:
@@ -486,7 +321,7 @@ class StereoMixer:
         epoch = self._leg(leg).epoch
         if epoch is None or self._t0 is None:
             return None
-        idx = epoch.ref_idx + _signed32(timestamp - epoch.ref_ts)
+        idx = epoch.ref_idx + signed32(timestamp - epoch.ref_ts)
         return self._t0 + idx / self._sr
 
     # -- output --------------------------------------------------------------------
@@ -523,7 +358,7 @@ class StereoMixer:
 
     # -- internals -----------------------------------------------------------------
 
-    def _leg(self, leg: int) -> _Leg:
+    def _leg(self, leg: int) -> LegState:
         if leg not in (LEFT, RIGHT):
             raise ValueError(f"leg must be LEFT (0) or RIGHT (1), not {leg!r}")
         return self._legs[leg]
@@ -533,7 +368,7 @@ class StereoMixer:
             self._t0 = t
         return round((t - self._t0) * self._sr)
 
-    def _place_pending(self, st: _Leg) -> None:
+    def _place_pending(self, st: LegState) -> None:
         pending = st.pending
         count = len(pending)
         i = 0
@@ -562,7 +397,7 @@ class StereoMixer:
         refs.clear()
 
     def _place(
-        self, st: _Leg, start: int, epoch: _Epoch, decoder: Decoder, pt: int, payload: bytes
+        self, st: LegState, start: int, epoch: Epoch, decoder: Decoder, pt: int, payload: bytes
     ) -> None:
         """Decode one packet (or run) and write it into the leg's ring, trimmed to bounds."""
         ring = self._ring
@@ -606,7 +441,7 @@ class StereoMixer:
             return arr[i : i + n].copy()
         return np.concatenate((arr[i:], arr[: n - k]))
 
-    def _clear(self, st: _Leg, a: int, n: int) -> None:
+    def _clear(self, st: LegState, a: int, n: int) -> None:
         i = a % self._ring
         k = min(n, self._ring - i)
         st.buf[i : i + k] = 0
@@ -638,7 +473,7 @@ class StereoMixer:
         self._samples_out += n
         return out
 
-    def _emit_leg(self, st: _Leg, a: int, pcm: Int16Array) -> None:
+    def _emit_leg(self, st: LegState, a: int, pcm: Int16Array) -> None:
         """Fill ``pcm`` (a column of the output, n samples from ``a``) from the ring."""
         n = pcm.shape[0]
         m = min(n, self._ring)
@@ -660,7 +495,7 @@ class StereoMixer:
         hist = self._frame
         st.history = pcm[-hist:].copy() if n >= hist else np.concatenate((st.history, pcm))[-hist:]
 
-    def _close_gap(self, st: _Leg) -> None:
+    def _close_gap(self, st: LegState) -> None:
         if st.gap_open > 0:
             st.gaps += 1
             st.gap_samples += st.gap_open
@@ -669,7 +504,7 @@ class StereoMixer:
             st.gap_open = 0
             st.conceal_fill = None
 
-    def _gaps(self, st: _Leg, a: int, pcm: Int16Array, mask: npt.NDArray[np.bool_]) -> None:
+    def _gaps(self, st: LegState, a: int, pcm: Int16Array, mask: npt.NDArray[np.bool_]) -> None:
         """Count gaps and conceal short ones; loops over runs, never over samples."""
         n = mask.shape[0]
         edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
@@ -692,7 +527,7 @@ class StereoMixer:
                     pcm[lo - a : hi - a] = st.conceal_fill[lo - cs : hi - cs]
             st.gap_open += e - s
 
-    def _maybe_conceal(self, st: _Leg, a: int, s: int, e: int, pcm: Int16Array) -> None:
+    def _maybe_conceal(self, st: LegState, a: int, s: int, e: int, pcm: Int16Array) -> None:
         gap_start = a + s
         limit = gap_start + self._conceal_max
         if e < pcm.shape[0]:

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEFT",
+    "MIXER_JITTER_S",
     "RIGHT",
     "CallRecorder",
     "DigitEvent",
@@ -78,14 +79,20 @@ log = logging.getLogger("b2bua.recorder")
 SAMPLE_RATE: Final = 8000
 _EVENT_GUARD_S: Final = 0.02  # muted around an RFC 4733 event, as for in-band tones
 _EVENT_UPDATE_S: Final = 0.06  # a running event is muted this far ahead of its duration
+# How long the mixer waits for a packet before its slot is written (out as silence or
+# concealment). 0.2 s, the same as the mixer's re-anchoring threshold: a stall of the
+# media loop (a busy core, a collection) shorter than that loses no audio, because the
+# packets still in the socket are placed by their timestamps once read. The file only
+# lags the call by that much more; a crash loses it on top of the open chunk.
+MIXER_JITTER_S: Final = 0.2
 # The mixer's ring per leg (int16 + a placed-mask: 24 KiB per second per leg). It must
-# span from the output cursor (the last pull's time minus the jitter delay, 60 ms) to the
-# end of the furthest packet placed at the next pull: the pull period (120 ms in the
-# hub), plus one packet (20 ms), plus how far ahead of its arrival a packet's timestamp
-# may put it before the mixer re-anchors (0.2 s), about 0.4 s in all. One second leaves
-# about 0.6 s for a late recording step (a stalled loop) before packets are dropped as
-# ``overflow``; the mixer's default of 2 s doubled the memory for no measured need
-# (the sliced hub's worst stalls were 0.1-0.2 s, docs/performance.md).
+# span from the output cursor (the last pull's time minus the jitter delay) to the end of
+# the furthest packet placed at the next pull: the pull period (240 ms in the hub), plus
+# one packet (20 ms), plus how far ahead of its arrival a packet's timestamp may put it
+# before the mixer re-anchors (0.2 s), plus the jitter delay (0.2 s): about 0.66 s. One
+# second leaves about 0.34 s more for a late recording step (a stalled loop) before
+# packets are dropped as ``overflow``; the mixer's default of 2 s doubled the memory for
+# no measured need (the sliced hub's worst stalls were 0.1-0.2 s, docs/performance.md).
 MIXER_RING_S: Final = 1.0
 
 Int16Array = npt.NDArray[np.int16]
@@ -231,7 +238,7 @@ class CallRecorder:
         formats: Mapping[str, LegFormat] | None = None,
         mute_inband_dtmf: bool = True,
         dtmf_delay_s: float = 0.1,
-        jitter_s: float = 0.06,
+        jitter_s: float = MIXER_JITTER_S,
         batch_s: float = 0.1,
         on_digit: Callable[[DigitEvent], None] | None = None,
         writer_factory: WriterFactory | None = None,
@@ -365,11 +372,26 @@ class CallRecorder:
                 self._error = "final_write_failed"  # the writer kept the errno to itself
                 self._alarm("the last chunk could not be written", now)
         self._result = self._make_result(now, writer_result)
+        stats = self._result.mixer
+        # The mixer's counters, per leg (external/office): why a file has gaps, if it does.
         log.info(
-            "event=recording_stopped call=%s duration_s=%.3f truncated=%s",
+            "event=recording_stopped call=%s duration_s=%.3f truncated=%s gaps=%d "
+            "gap_s=%.3f late=%d/%d lost=%d/%d drift=%d/%d reanchors=%d/%d overflow=%d/%d",
             _kv(self.call_id),
             self._result.duration_s,
             self._result.truncated,
+            self._result.gaps,
+            self._result.gap_seconds,
+            stats.left.late,
+            stats.right.late,
+            stats.left.lost_packets,
+            stats.right.lost_packets,
+            stats.left.drift_corrections,
+            stats.right.drift_corrections,
+            stats.left.reanchors,
+            stats.right.reanchors,
+            stats.left.overflow,
+            stats.right.overflow,
         )
         return self._result
 

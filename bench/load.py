@@ -289,6 +289,7 @@ async def run_b2bua(
     workdir: Path,
     profile: Path | None,
     workers: int = 0,
+    log_level: str = "warning",
 ) -> dict[str, Any]:
     gen = await Gen.start()
     counting: set[int] = set()
@@ -312,7 +313,7 @@ async def run_b2bua(
     log = workdir / "b2bua.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            B2BUA, "serve", "--config", str(config), "--log-level", "warning",
+            B2BUA, "serve", "--config", str(config), "--log-level", log_level,
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     spy: subprocess.Popen[bytes] | None = None
@@ -527,6 +528,12 @@ async def main() -> None:
     parser.add_argument("--profile-dir", type=Path, help="py-spy raw profiles of the b2bua")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
     parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="b2bua serve --log-level (info: every call's "
+        "recording_stopped line with the mixer's gap, late and drift counters; with --keep)",
+    )
+    parser.add_argument(
         "--gen", choices=["c", "python"], default="c", help="RTP generator: rtpgen.c or .py"
     )
     parser.add_argument("--baseline-s", type=float, help="forwarder seconds (default: --duration)")
@@ -552,7 +559,9 @@ async def main() -> None:
             if args.profile_dir is not None:
                 args.profile_dir.mkdir(parents=True, exist_ok=True)
                 profile = args.profile_dir / f"b2bua-{calls}-{mode}-w{workers}.txt"
-            res = await run_b2bua(calls, args.duration, mode, args.cps, work, profile, workers)
+            res = await run_b2bua(
+                calls, args.duration, mode, args.cps, work, profile, workers, args.log_level
+            )
             fwd = run["forwarder"]["cpu_ms_per_1000_packets"]
             mine = res["cpu_ms_per_1000_packets"]
             res["cpu_ratio_vs_forwarder"] = round(mine / fwd, 2) if mine and fwd else None

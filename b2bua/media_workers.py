@@ -91,6 +91,10 @@ class WorkerLeg:
         self.worker = worker
         self.on_inactive = on_inactive
         self.closed = False
+        # The last remote and format sent to the worker: what the SIP process can tell
+        # about the leg (the worker's latch and counters stay in the worker).
+        self.remote: Addr | None = None
+        self.fmt: MediaFormat | None = None
         self._pool = pool
         self._port = port
 
@@ -99,6 +103,9 @@ class WorkerLeg:
         return self._port
 
     def set_remote(self, remote: Addr | None, fmt: MediaFormat | None = None) -> None:
+        self.remote = remote
+        if fmt is not None:
+            self.fmt = fmt
         self._send(("set_remote", self.leg_id, remote, fmt))
 
     def hold(self) -> None:

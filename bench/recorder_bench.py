@@ -213,9 +213,10 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def _identity(args: argparse.Namespace) -> list[Any]:
     """What the recorder makes of one fixed set of packets, for comparing two versions:
-    12 calls of 20 s of speech with quiet stretches, recorded three at a time, in-band digits at the weakest
-    accepted level and louder, 2 % loss, up to 30 ms of jitter; per call the hash of
-    the audio handed to the writer, samples, gaps, mixer statistics and digits."""
+    12 calls of 20 s of speech with quiet stretches, recorded three at a time, in-band
+    digits at the weakest accepted level and louder, 2 % loss, up to 30 ms of jitter; per
+    call the hash of the audio handed to the writer, samples, gaps, mixer statistics and
+    digits."""
     import hashlib
 
     from b2bua.recorder import LEFT, RIGHT, CallRecorder, tick_recorders

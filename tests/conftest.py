@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -86,25 +86,36 @@ def rtp_workers() -> str:
 def write_office(
     directory: Path,
     *,
-    trunk: tuple[str, int] = ("127.0.0.2", 5080),
+    trunk: tuple[str, int] | str = ("127.0.0.2", 5080),
     phones: dict[str, str] | None = None,
     mode: str = "off",
     extra: str = "",
     sip_extra: str = "",
+    rtp_ports: str = "31000-31999",
+    inactivity_timeout_s: float = 30,
+    rtp_extra: Sequence[str] = (),
+    trunk_extra: Sequence[str] = (),
 ) -> Path:
-    """A loopback office config: the B2BUA on 127.0.0.1 (port chosen by the OS)."""
+    """A loopback office config: the B2BUA on 127.0.0.1 (port chosen by the OS).
+
+    `trunk` is the trunk's address, or its `host` value as written (a DNS name);
+    `rtp_extra` and `trunk_extra` are more lines of those sections, `extra` of
+    [recording]; `sip_extra` one more [sip] line."""
     phones = phones if phones is not None else {"1000": "sip:1000@127.0.0.3:5070"}
+    host = trunk if isinstance(trunk, str) else f"{trunk[0]}:{trunk[1]}"
     lines = [
         "[sip]",
         'listen = "127.0.0.1:0"',
         sip_extra,
         "[rtp]",
-        'ports = "31000-31999"',
-        "inactivity_timeout_s = 30",
+        f'ports = "{rtp_ports}"',
+        f"inactivity_timeout_s = {inactivity_timeout_s:g}",
         rtp_workers(),
+        *rtp_extra,
         "[trunk]",
-        f'host = "{trunk[0]}:{trunk[1]}"',
+        f'host = "{host}"',
         f'inbound_extension = "{next(iter(phones))}"',
+        *trunk_extra,
     ]
     for number, contact in phones.items():
         lines += ["[[extension]]", f'number = "{number}"', f'password = "pw{number}"']

@@ -17,6 +17,7 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,10 +26,12 @@ import numpy.typing as npt
 import pytest
 import soundfile as sf
 
+from b2bua import metrics
 from b2bua.archive.catalog import Catalog
 from b2bua.archive.keys import decrypt_file, keygen
 from b2bua.config import load_config
 from b2bua.serve import Server, start_server
+from rtp.relay import LegCounters, MediaFormat
 from tests.conftest import (
     SIPP_DIR,
     communicate_bounded,
@@ -310,6 +313,116 @@ def media_leg_count(server: Server) -> int:
         return len(server.relay.legs)
     assert server.workers is not None
     return server.workers.leg_count
+
+
+def rtp_totals(server: Server) -> LegCounters:
+    """The relay's counters summed over every leg it opened, live and closed (what
+    /metrics shows), in either mode; with media workers as of their last report (once a
+    second: `fresh_rtp_totals` waits for the next one)."""
+    return metrics.rtp_totals(server)
+
+
+async def fresh_rtp_totals(server: Server, timeout: float = 3.0) -> LegCounters:
+    """`rtp_totals` that includes every packet relayed before this call: with media
+    workers, waits (bounded) until each live worker has sent a report made after it."""
+    pool = server.workers
+    if pool is not None:
+        # A worker's every report replaces its stats dict: another object is a newer one
+        # (the old ones are held here, so their identities can not be reused meanwhile).
+        before = {w.index: w.stats for w in pool.workers if w.alive}
+        for _ in range(int(timeout / 0.05) + 1):
+            if all(w.stats is not before.get(w.index) for w in pool.workers if w.alive):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"no counters from the media workers in {timeout} s")
+    return rtp_totals(server)
+
+
+def leg_counters(server: Server) -> dict[str, LegCounters] | None:
+    """Per open leg (by leg id) its counters, when the media runs in the server's process;
+    None with media workers (they report totals only: see `rtp_totals`)."""
+    if server.relay is None:
+        return None
+    return {leg_id: leg.counters for leg_id, leg in server.relay.legs.items()}
+
+
+@dataclass(frozen=True)
+class LegSeen:
+    """One relay leg as the test can see it. `peer`: in one process the address the leg
+    latched; with media workers the address the SDP gave it (the latch is in the
+    worker). `received`/`forwarded`: None with media workers."""
+
+    peer: Addr | None
+    fmt: MediaFormat | None
+    received: int | None
+    forwarded: int | None
+
+
+def legs_seen(server: Server) -> dict[str, LegSeen]:
+    """Every open leg, by leg id, in either media mode."""
+    if server.relay is not None:
+        return {
+            leg_id: LegSeen(
+                leg.latch.latched, leg.fmt, leg.counters.received, leg.counters.forwarded
+            )
+            for leg_id, leg in server.relay.legs.items()
+        }
+    assert server.workers is not None
+    return {
+        leg_id: LegSeen(leg.remote, leg.fmt, None, None)
+        for worker in server.workers.workers
+        for leg_id, leg in worker.legs.items()
+    }
+
+
+@dataclass
+class MediaSeen:
+    """What a call's media did, watched while it is up (`watch`) in either mode: every
+    leg's last `LegSeen` and the most legs open at once; `totals` (`fresh_rtp_totals`)
+    after `finish`. `in_process`: per-leg counters are known."""
+
+    legs: dict[str, LegSeen] = field(default_factory=dict)
+    most_legs: int = 0
+    in_process: bool = True
+    totals: LegCounters = field(default_factory=LegCounters)
+
+    async def watch(self, server: Server, seconds: float = 10.0) -> None:
+        """Samples every 50 ms for at most `seconds` (cancel it when the call is over)."""
+        for _ in range(int(seconds / 0.05)):
+            self.sample(server)
+            await asyncio.sleep(0.05)
+
+    def sample(self, server: Server) -> None:
+        self.in_process = server.relay is not None
+        seen = legs_seen(server)
+        self.legs.update(seen)
+        self.most_legs = max(self.most_legs, len(seen))
+
+    async def finish(self, server: Server) -> None:
+        self.sample(server)
+        self.totals = await fresh_rtp_totals(server)
+
+    def leg(self, suffix: str) -> LegSeen:
+        """The one leg whose id ends with `suffix` ("-a", "-b")."""
+        (leg,) = [v for k, v in self.legs.items() if k.endswith(suffix)]
+        return leg
+
+    def assert_both_ways(self, minimum: int) -> None:
+        """A two-leg call relayed more than `minimum` packets each way: in one process per
+        leg (the -a leg received and forwarded, and the -b leg); with media workers, two
+        legs were open and the totals are above twice `minimum` (the workers report no
+        per-leg counters)."""
+        a, b = self.leg("-a"), self.leg("-b")
+        if self.in_process:
+            assert a.received is not None and a.forwarded is not None
+            assert b.received is not None and b.forwarded is not None
+            assert a.received > minimum and a.forwarded > minimum, self.legs
+            assert b.received > minimum and b.forwarded > minimum, self.legs
+        else:
+            assert self.most_legs == 2, self.most_legs
+            assert self.totals.received > 2 * minimum, self.totals
+            assert self.totals.forwarded > 2 * minimum, self.totals
 
 
 def catalog_rows(directory: Path) -> list[dict[str, Any]]:

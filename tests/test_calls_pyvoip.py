@@ -19,6 +19,7 @@ from pyVoIP.VoIP import CallState, PhoneStatus, VoIPCall, VoIPPhone
 
 from tests.conftest import free_port, write_office
 from tests.pyvoip_util import ServerThread, audible, peak_frequency, stop_phone, tone
+from tests.sipp_harness import fresh_rtp_totals, leg_counters, media_leg_count
 
 CALLER_IP, CALLEE_IP = "127.0.0.3", "127.0.0.4"
 CALLER_TONE, CALLEE_TONE = 440.0, 1000.0
@@ -131,13 +132,16 @@ def test_registered_pyvoip_phones_talk_both_ways_and_hang_up(office: ServerThrea
         assert abs(peak_frequency(heard_by_b) - CALLER_TONE) < 15
         assert abs(peak_frequency(heard_by_a) - CALLEE_TONE) < 15
 
-        legs = office.call(lambda: dict(office.server.relay.legs))
-        assert len(legs) == 2
-        assert all(leg.counters.forwarded > 25 for leg in legs.values())
+        assert office.call(lambda: media_leg_count(office.server)) == 2
+        legs = office.call(lambda: leg_counters(office.server))
+        if legs is not None:
+            assert all(leg.forwarded > 25 for leg in legs.values())
+        else:  # media workers report totals only; the tones heard show both directions
+            assert office.run(fresh_rtp_totals(office.server)).forwarded > 50
 
         call_a.hangup()  # BYE from 1000; the B2BUA must BYE 1001 and release the media
         assert office.wait_for(lambda: office.server.switch.stats.calls_ended == 1, 5)
-        assert office.wait_for(lambda: not office.server.relay.legs, 5)
+        assert office.wait_for(lambda: not media_leg_count(office.server), 5)
         assert office.call(lambda: not office.server.switch.calls)
         assert wait_until(lambda: call_b.state == CallState.ENDED, 5), call_b.state
     finally:

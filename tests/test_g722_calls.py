@@ -29,10 +29,12 @@ from b2bua.serve import Server
 from rtp.relay import BoundedTap
 from tests.conftest import free_port, rtp_workers, run_async, run_sipp
 from tests.sipp_harness import (
+    MediaSeen,
     assert_sipp_ok,
     carrier_answers,
     catalog_rows,
     decrypted_wav,
+    legs_seen,
     rms,
     run_baresip,
     serving,
@@ -166,31 +168,38 @@ def codec_names(body: bytes) -> list[str]:
 
 @dataclass
 class Legs:
-    """Per relay leg, seen while the call is up: counters and received payload types."""
+    """Per relay leg ("a", "b"), seen while the call is up: its format and, when the media
+    runs in this process, the payload types it received (from the relay's taps, which media
+    workers keep to themselves); `media`: the legs' counters (`MediaSeen`)."""
 
-    counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    media: MediaSeen = field(default_factory=MediaSeen)
     payload_types: dict[str, set[int]] = field(default_factory=dict)
     formats: dict[str, tuple[int, str, int | None]] = field(default_factory=dict)
 
     async def watch(self, server: Server) -> None:
         taps: dict[str, BoundedTap] = {}
         for _ in range(400):  # bounded: 20 s
-            for leg_id, leg in list(server.relay.legs.items()):
+            self.media.sample(server)
+            for leg_id, seen in legs_seen(server).items():
                 side = leg_id[-1]
-                self.counters[side] = (leg.counters.received, leg.counters.forwarded)
-                self.formats[side] = (
-                    leg.fmt.payload_type,
-                    leg.fmt.encoding,
-                    leg.fmt.telephone_event,
-                )
+                if seen.fmt is not None:
+                    fmt = seen.fmt
+                    self.formats[side] = (fmt.payload_type, fmt.encoding, fmt.telephone_event)
+            for leg_id, leg in list(server.relay.legs.items()) if server.relay else ():
                 if leg.tap is None:  # recorded calls: the hub's tap feeds the recorder
-                    taps[side] = leg.tap = BoundedTap()
+                    taps[leg_id[-1]] = leg.tap = BoundedTap()
             for side, tap in taps.items():
                 for packets in tap.drain_all().values():
                     self.payload_types.setdefault(side, set()).update(
                         p.payload_type for p in packets
                     )
             await asyncio.sleep(0.05)
+
+    def assert_payload_types(self, expected: dict[str, set[int]]) -> None:
+        """What each leg received, where the relay's taps can be read (one process)."""
+        if self.media.in_process:
+            for side, types in expected.items():
+                assert self.payload_types[side] == types, self.payload_types
 
 
 async def registered(server: Server, seconds: float = 5.0) -> None:
@@ -214,6 +223,7 @@ def with_server(config: Path, scenario: Scenario) -> tuple[Any, Wire, Legs, Serv
                 result = await scenario(server, wire, legs)
             finally:
                 watcher.cancel()
+            await legs.media.finish(server)
         with contextlib.suppress(asyncio.CancelledError):
             await watcher  # a failure in the watcher fails the test
         return result, wire, legs, server
@@ -248,10 +258,9 @@ def test_inbound_wideband_phone_talks_g722_trunk_pcma(tmp_path: Path) -> None:
     assert codec_names(wire.invite_ok(wire.sent, TRUNK_IP).body) == ["PCMA", "TELEPHONE-EVENT"]
     # Each leg its own codec: the trunk's PCMA (8) in, baresip's G.722 (9) in.
     assert legs.formats["a"][:2] == (8, "PCMA") and legs.formats["b"][:2] == (9, "G722")
-    assert legs.payload_types["a"] == {8} and legs.payload_types["b"] == {9}
-    (a_in, a_out), (b_in, b_out) = legs.counters["a"], legs.counters["b"]
-    assert a_in > 50 and a_out > 50  # trunk -> phone, transcoded to G.722
-    assert b_in > 50 and b_out > 50  # phone -> trunk, transcoded to PCMA
+    legs.assert_payload_types({"a": {8}, "b": {9}})
+    # trunk -> phone, transcoded to G.722; phone -> trunk, transcoded to PCMA
+    legs.media.assert_both_ways(50)
     assert server.switch.stats.calls_ended == 1
 
 
@@ -264,7 +273,7 @@ def test_inbound_not_wideband_phone_is_not_offered_g722(tmp_path: Path) -> None:
     assert codec_names(invite.body) == ["PCMA", "TELEPHONE-EVENT"]  # the trunk's, passed on
     assert codec_names(wire.invite_ok(wire.received, PHONE_IP).body)[0] == "PCMA"
     assert legs.formats["a"][:2] == legs.formats["b"][:2] == (8, "PCMA")
-    assert legs.payload_types["b"] == {8}
+    legs.assert_payload_types({"b": {8}})
 
 
 def test_inbound_wideband_recorded_call_has_audio_on_both_channels(tmp_path: Path) -> None:
@@ -316,7 +325,6 @@ def test_outbound_from_wideband_phone_trunk_sees_no_g722(tmp_path: Path) -> None
     assert codec_names(from_phone.body)[0] == "G722"
     assert codec_names(wire.invite_ok(wire.sent, PHONE_IP).body) == ["G722", "TELEPHONE-EVENT"]
     assert legs.formats["a"][:2] == (9, "G722") and legs.formats["b"][:2] == (8, "PCMA")
-    assert legs.payload_types["a"] == {9} and legs.payload_types["b"] == {8}
-    (a_in, a_out), (b_in, b_out) = legs.counters["a"], legs.counters["b"]
-    assert a_in > 50 and a_out > 50 and b_in > 50 and b_out > 50
+    legs.assert_payload_types({"a": {9}, "b": {8}})
+    legs.media.assert_both_ways(50)
     assert server.switch.stats.calls_ended == 1

@@ -19,6 +19,7 @@ from tests.sipp_harness import (
     assert_sipp_ok,
     carrier_answers,
     expect_status_scenario,
+    media_leg_count,
     phone_answers,
     run_serving,
     trunk_calls_in,
@@ -110,7 +111,7 @@ def test_busy_member_then_next_answers(tmp_path: Path) -> None:
     assert_sipp_ok(result, *phones)
     assert server.switch.stats.calls_started == 1
     assert server.switch.stats.calls_ended == 1
-    assert not server.relay.legs
+    assert not media_leg_count(server)
 
 
 def test_member_that_never_answers_is_cancelled_then_next(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ def test_nobody_answers_without_consent_is_480(tmp_path: Path) -> None:
     )
     assert_sipp_ok(result, *phones)
     assert server.switch.stats.calls_ended == 1
-    assert not server.relay.legs
+    assert not media_leg_count(server)
 
 
 def test_nobody_answers_in_consent_mode_plays_prompt_then_bye(tmp_path: Path) -> None:
@@ -178,7 +179,7 @@ def test_nobody_answers_in_consent_mode_plays_prompt_then_bye(tmp_path: Path) ->
     assert_sipp_ok(result, *phones)
     assert played[0] == "consent" and played[-1] == "noanswer"
     assert server.switch.stats.calls_ended == 1
-    assert not server.relay.legs
+    assert not media_leg_count(server)
 
 
 def test_fallback_out_to_the_trunk_carries_diversion(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from b2bua.serve import Server
 from tests.conftest import free_port
 from tests.sipp_harness import (
+    MediaSeen,
     answered_call,
     assert_sipp_ok,
     media_leg_count,
@@ -34,20 +35,13 @@ def phones(n: int) -> list[tuple[int, int]]:
 
 def run_group(
     config: Path, trunk_port: int, members: list[Phone], scenario: str
-) -> tuple[Any, list[Any], Server, dict[str, tuple[Any, int]]]:
-    """Runs the call; also returns, per relay leg seen, its latched peer and the
-    packets it received."""
+) -> tuple[Any, list[Any], Server, MediaSeen]:
+    """Runs the call; also returns the relay legs seen (`MediaSeen`: per leg its peer
+    and, with the media in this process, the packets it received)."""
 
-    async def body(server: Server) -> tuple[Any, list[Any], Server, dict[str, tuple[Any, int]]]:
-        legs: dict[str, tuple[Any, int]] = {}
-
-        async def watch() -> None:
-            for _ in range(400):
-                for leg_id, leg in server.relay.legs.items():
-                    legs[leg_id] = (leg.latch.latched, leg.counters.received)
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(watch())
+    async def body(server: Server) -> tuple[Any, list[Any], Server, MediaSeen]:
+        media = MediaSeen()
+        watcher = asyncio.create_task(media.watch(server, seconds=20))
         try:
             result, done = await answered_call(
                 [phone_answers(p, s, media_port=mp) for p, mp, s in members],
@@ -55,9 +49,10 @@ def run_group(
                 timeout=20,
                 wait=15,
             )
-            return result, done, server, legs
         finally:
             watcher.cancel()
+        await media.finish(server)
+        return result, done, server, media
 
     return run_serving(config, body, timeout=60)
 
@@ -75,7 +70,7 @@ class Group:
     trunk: Any
     phones: list[Any]
     server: Server
-    legs: dict[str, tuple[Any, int]]
+    legs: MediaSeen
     media_ports: list[int]
 
 
@@ -91,9 +86,12 @@ def ring_group(
     return Group(result, done, server, legs, [m for _, m in ports])
 
 
-def _office_leg(legs: dict[str, tuple[Any, int]]) -> tuple[Any, int]:
-    (office,) = [value for leg_id, value in legs.items() if leg_id.endswith("-b")]
-    return office
+def _office_leg(legs: MediaSeen) -> tuple[Any, int]:
+    """The office leg's peer and the packets it received; with media workers (no per-leg
+    counters) the call's total received."""
+    office = legs.leg("-b")
+    received = office.received if office.received is not None else legs.totals.received
+    return office.peer, received
 
 
 def test_both_ring_second_answers_first_is_cancelled_media_to_the_answerer(

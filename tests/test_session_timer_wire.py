@@ -22,7 +22,7 @@ import pytest
 from b2bua.config import load_config
 from b2bua.message import Request, Response, parse_message
 from b2bua.serve import Server, start_server
-from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp
+from tests.conftest import SIPP_DIR, free_port, run_async, run_sipp, write_office
 
 pytestmark = pytest.mark.sipp
 
@@ -53,28 +53,15 @@ def read_message_log(path: Path) -> list[Logged]:
 
 
 def _office(directory: Path, phone_port: int) -> Path:
-    lines = [
-        "[sip]",
-        'listen = "127.0.0.1:0"',
-        "[rtp]",
-        'ports = "33000-33999"',
+    return write_office(
+        directory,
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+        rtp_ports="33000-33999",
         # No RTP flows in these calls: media inactivity must not end them before the
         # session timer does (its default, 60 s, is the same as test 3's expiry).
-        "inactivity_timeout_s = 600",
-        "[trunk]",
-        'host = "127.0.0.2:5080"',
-        "keepalive_s = 0",
-        'inbound_extension = "1000"',
-        "[[extension]]",
-        'number = "1000"',
-        'password = "pw1000"',
-        f'contact = "sip:1000@127.0.0.3:{phone_port}"',
-        "[recording]",
-        'mode = "off"',
-    ]
-    path = directory / "office.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        inactivity_timeout_s=600,
+        trunk_extra=["keepalive_s = 0"],
+    )
 
 
 def _sipp_args(scenario: str, ip: str, port: int, log: Path) -> list[str]:

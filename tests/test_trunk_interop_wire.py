@@ -16,7 +16,7 @@ from b2bua.config import load_config
 from b2bua.message import Response, parse_message
 from b2bua.serve import Server, start_server
 from b2bua.trunk_monitor import Health
-from tests.conftest import free_port, run_async, run_sipp, sipp_binary
+from tests.conftest import free_port, run_async, run_sipp, sipp_binary, write_office
 from tests.sipp_harness import (
     Result,
     assert_sipp_ok,
@@ -30,27 +30,21 @@ from tests.test_trunk_dns import LoopbackDns, trunk_zone
 pytestmark = pytest.mark.sipp
 
 
-def _office(directory: Path, trunk_lines: list[str], phone_port: int, sip_extra: str = "") -> Path:
-    lines = [
-        "[sip]",
-        'listen = "127.0.0.1:0"',
-        'digest_algorithms = ["MD5"]',  # SIPp answers MD5 only
-        sip_extra,
-        "[rtp]",
-        'ports = "32000-32999"',
-        "[trunk]",
-        'inbound_extension = "1000"',
-        *trunk_lines,
-        "[[extension]]",
-        'number = "1000"',
-        'password = "pw1000"',
-        f'contact = "sip:1000@127.0.0.3:{phone_port}"',
-        "[recording]",
-        'mode = "off"',
-    ]
-    path = directory / "office.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def _office(
+    directory: Path,
+    trunk: tuple[str, int] | str,
+    trunk_lines: list[str],
+    phone_port: int,
+    sip_extra: str = "",
+) -> Path:
+    return write_office(
+        directory,
+        trunk=trunk,
+        phones={"1000": f"sip:1000@127.0.0.3:{phone_port}"},
+        sip_extra="\n".join(['digest_algorithms = ["MD5"]', sip_extra]),  # SIPp: MD5 only
+        rtp_ports="32000-32999",
+        trunk_extra=trunk_lines,
+    )
 
 
 async def _wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -71,8 +65,8 @@ def test_srv_trunk_dead_primary_detected_and_call_goes_to_the_second(tmp_path: P
     dns_host, dns_port = dns.address
     config = _office(
         tmp_path,
+        "trunk.test",
         [
-            'host = "trunk.test"',
             f'dns_server = "{dns_host}:{dns_port}"',
             'inbound_from = ["127.0.0.2/32", "127.0.0.4/32"]',
             "keepalive_s = 1",
@@ -187,7 +181,7 @@ def _exchange(
 
 def test_require_100rel_gets_420_and_supported_100rel_alone_works(tmp_path: Path) -> None:
     phone_port = free_port("127.0.0.3")
-    config = _office(tmp_path, ['host = "127.0.0.2:5080"', "keepalive_s = 0"], phone_port)
+    config = _office(tmp_path, ("127.0.0.2", 5080), ["keepalive_s = 0"], phone_port)
 
     async def body(server: Server) -> tuple[list[Response], list[Response], list[Response], Result]:
         phone = asyncio.create_task(run_sipp(phone_answers(phone_port), timeout=20))

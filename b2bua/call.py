@@ -382,34 +382,6 @@ class Call:
         )
         self.services.send_response(self.a_key, response, now)
 
-    # -- the names consent_phase, hunt, reinvite and call_trunk call the moved steps by --
-    def _via(self, transport: str) -> Via:
-        return call_invite.via(self, transport)
-
-    def _contact(self) -> Address:
-        return call_invite.contact(self)
-
-    def _build_b_invite(self, body: bytes, cseq: int = 1) -> Request:
-        return call_invite.build_b_invite(self, body, cseq)
-
-    def _send_b_invite(self, body: bytes, now: float) -> None:
-        call_invite.send_b_invite(self, body, now)
-
-    def _answer_a(self, now: float, body: bytes) -> None:
-        call_answer.answer_a(self, now, body)
-
-    def _send_bye(self, side: Side, now: float) -> None:
-        call_hangup.send_bye(self, side, now)
-
-    def _finish(self, now: float, reason: str) -> None:
-        call_hangup.finish(self, now, reason)
-
-    def _on_a_cancel_quiet(self, now: float) -> None:
-        call_hangup.cancel_b(self, now)
-
-    def _on_bye_from(self, side: Side, now: float) -> None:
-        call_hangup.on_bye_from(self, side, now)
-
 
 Handler = Callable[[Call, float, "Request | Response | None", str], None]
 S, I = CallState, CallInput  # noqa: E741 -- the table reads better short

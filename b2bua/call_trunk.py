@@ -84,7 +84,7 @@ def next_trunk(call: Call, status: int | None, now: float) -> bool:
 def resend_b_invite(call: Call, now: float, *extra: tuple[str, str]) -> None:
     """B's INVITE again as a new transaction: new branch, next CSeq (RFC 3261 8.1.3.5)."""
     assert call.b_invite is not None
-    headers = call.b_invite.headers.set("Via", str(call._via(call.target.transport))).set(
+    headers = call.b_invite.headers.set("Via", str(call.via(call.target.transport))).set(
         "CSeq", f"{call.b_invite.cseq[0] + 1} INVITE"
     )
     for name, value in extra:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from b2bua import call_timers, codec_policy, leg_sdp
+from b2bua import call_answer, call_hangup, call_invite, call_timers, codec_policy, leg_sdp
 from b2bua.call_state import ALLOW, CODECS, CallInput, CallState, Side
 from b2bua.consent import (
     Action,
@@ -84,10 +84,10 @@ def answer_a_for_consent(call: Call, sdp_offer: SessionDescription | None, now: 
         ours = answer(sdp_offer, CODECS, ip, port, session_id=session_id)
     _, fmt, _ = media_target(ours)
     call.a.media.set_remote(call.a_remote, fmt)
-    call.a.dialog = Dialog.from_uas(call.a_invite, call.a_tag, call._contact())
+    call.a.dialog = Dialog.from_uas(call.a_invite, call.a_tag, call.contact())
     call.a.dialog.request_headers = call.dialog_headers(Side.A)
     headers = [
-        ("Contact", str(call._contact())),
+        ("Contact", str(call.contact())),
         ("Allow", ALLOW),
         ("Content-Type", "application/sdp"),
         *call_timers.answer_headers_for_a(call, now),
@@ -120,10 +120,10 @@ def on_connect_office(call: Call, now: float, msg: Request | Response | None, ke
         sdp = offer(media.ip, call.b.media.port, codecs=codecs, session_id=call.sdp_session_id)
         call.b_plain_offer = sdp
         call.state = CallState.CALLING
-        call._send_b_invite(leg_sdp.offer_to(call.b, sdp), now)
+        call_invite.send_b_invite(call, leg_sdp.offer_to(call.b, sdp), now)
     else:
         call.state = CallState.ANSWERED
-        call._answer_a(now, call.a_answer_body)
+        call_answer.answer_a(call, now, call.a_answer_body)
 
 
 def on_hangup_announcing(call: Call, now: float, msg: Request | Response | None, key: str) -> None:
@@ -132,9 +132,9 @@ def on_hangup_announcing(call: Call, now: float, msg: Request | Response | None,
     for side in (Side.A, Side.B):
         leg = call._leg(side)
         if leg.dialog is not None and not leg.dialog.terminated:
-            call._send_bye(side, now)
+            call_hangup.send_bye(call, side, now)
     if not any(leg.bye_pending for leg in (call.a, call.b)):
-        call._finish(now, call.end_reason)
+        call_hangup.finish(call, now, call.end_reason)
 
 
 def on_a_cancel_announcing(
@@ -142,20 +142,20 @@ def on_a_cancel_announcing(
 ) -> None:
     call._respond_a(487, now)
     call.end_reason = "cancelled by caller"
-    call._send_bye(Side.B, now)
+    call_hangup.send_bye(call, Side.B, now)
 
 
 def on_b_bye_announcing(call: Call, now: float, msg: Request | Response | None, key: str) -> None:
     call.end_reason = "external party hung up"
     if not call.a_answered:
         call._respond_a(480, now)
-    call._on_bye_from(Side.B, now)
+    call_hangup.on_bye_from(call, Side.B, now)
 
 
 def on_a_bye_before_b(call: Call, now: float, msg: Request | Response | None, key: str) -> None:
     # A (answered for the announcement) hung up while B rings: cancel B.
     call.end_reason = "a hung up"
-    call._on_a_cancel_quiet(now)
+    call_hangup.cancel_b(call, now)
 
 
 def apply(call: Call, actions: list[Action], now: float) -> None:

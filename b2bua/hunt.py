@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from b2bua import hunt_parallel, leg_sdp
+from b2bua import call_hangup, call_invite, hunt_parallel, leg_sdp
 from b2bua.config import Config
 from b2bua.hunt_parallel import Fork, Outcome
 from b2bua.message import Request, Response
@@ -206,7 +206,7 @@ def ring_next(call: Call, now: float) -> bool:
     body = b"" if plain is None else leg_sdp.offer_to(call.b, plain)
     call.state = CallState.CALLING
     log.info("event=hunt_next call=%s group=%s to=%s", call.id, call.hunt.label, target.to_user)
-    call.b_invite = call._build_b_invite(body, cseq)
+    call.b_invite = call_invite.build_b_invite(call, body, cseq)
     call.b.last_sdp = body
     call.b.peer, call.b.transport = target.destination, target.transport
     call.b_invite_key = call.services.send_request(
@@ -325,10 +325,10 @@ def exhausted(call: Call, now: float) -> bool:
     hunt.done()
     if call.a_answered:
         call.state = CallState.ENDING
-        call._send_bye(Side.A, now)
+        call_hangup.send_bye(call, Side.A, now)
         return True
     call._respond_a(480, now)
-    call._finish(now, call.end_reason)
+    call_hangup.finish(call, now, call.end_reason)
     return True
 
 

@@ -38,7 +38,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from b2bua import leg_sdp
+from b2bua import call_invite, leg_sdp
 from b2bua.dialog import Dialog
 from b2bua.message import Request, Response
 from b2bua.transaction import create_cancel
@@ -182,7 +182,7 @@ def _invite_for(call: Call, target: Target, body: bytes) -> tuple[Request, str, 
     primary = call.target
     call.target = target  # _build_b_invite reads the target; put back at once
     try:
-        invite = call._build_b_invite(body)
+        invite = call_invite.build_b_invite(call, body)
     finally:
         call.target = primary
     call_id, tag = secrets.token_hex(12) + "@b2bua", secrets.token_hex(6)
@@ -309,10 +309,10 @@ def ack_and_bye(
     hang it up at once (RFC 3261 9.1). The BYE's answer is swallowed (stray_byes)."""
     from b2bua.call import Side  # call.py imports this module
 
-    dialog = Dialog.from_uac(invite, response, local_contact=call._contact())
+    dialog = Dialog.from_uac(invite, response, local_contact=call.contact())
     dialog.receive_response(response)
-    call.services.send_ack(dialog.create_ack(response, via=call._via(transport)), dest, transport)
-    bye = dialog.create_request("BYE", via=call._via(transport))
+    call.services.send_ack(dialog.create_ack(response, via=call.via(transport)), dest, transport)
+    bye = dialog.create_request("BYE", via=call.via(transport))
     dialog.terminate()
     hunt.stray_byes.add(call.services.send_request(call, Side.B, bye, dest, transport, now))
     log.info("event=hunt_late_answer call=%s to=%s", call.id, response.to_addr.uri.user)

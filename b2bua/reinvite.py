@@ -75,7 +75,7 @@ def relay_reinvite(call: Call, side: Side, request: Request, key: str, now: floa
         other_leg.last_sdp = body
     out = other_leg.dialog.create_request(
         request.method,
-        via=call._via(other_leg.transport),
+        via=call.via(other_leg.transport),
         body=body,
         content_type="application/sdp" if body else None,
         headers=call_timers.relay_headers(other_leg),
@@ -161,7 +161,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
         if leg.dialog is not None and response.cseq[1] == "INVITE":
             leg.dialog.receive_response(response)
             call_timers.adopt_answer(leg, response, now)
-            ack = leg.dialog.create_ack(response, via=call._via(leg.transport))
+            ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
             call.services.send_ack(
                 ack, call._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
             )
@@ -183,7 +183,7 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
                 leg.media.hold()
             else:
                 leg.media.resume()
-    headers = [("Contact", str(call._contact()))]
+    headers = [("Contact", str(call.contact()))]
     if body:
         headers.append(("Content-Type", "application/sdp"))
     status = (

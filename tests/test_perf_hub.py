@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -11,6 +12,7 @@ from b2bua import recording_hub
 from b2bua.recorder import RecorderState
 from b2bua.recording_hub import (
     FEED_EVERY,
+    OVERDUE_S,
     RECORD_BATCH,
     RECORD_EVERY,
     SLICE_S,
@@ -189,3 +191,38 @@ def test_slice_budget_is_well_below_a_packet_interval() -> None:
     # A packet every 20 ms per stream: a slice must be a small part of that, or the
     # relay's added latency grows with the number of calls again.
     assert recording_hub.SLICE_S <= recording_hub.TICK_S / 5
+
+
+def test_recording_steps_keep_to_the_clock_when_ticks_run_late(tmp_path: Path) -> None:
+    """Ticks of 60 ms instead of 20 (an overloaded loop): by the tick count alone a call
+    would record every 12 x 60 = 720 ms, by the clock it records about every OVERDUE_S."""
+    calls = 6
+    steps: dict[str, list[float]] = {f"c{k}": [] for k in range(calls)}
+
+    async def main() -> None:
+        hub = _hub(tmp_path, calls)
+        loop = asyncio.get_running_loop()
+        hub._loop = loop
+        for media in hub.calls.values():
+            media.recorder.state = RecorderState.RECORDING  # as after consent
+            media.recorded_at = loop.time()
+
+        def tick(media: CallMedia, now: float, *, record: bool = True) -> None:
+            time.sleep(0.01)  # six calls: 60 ms per tick
+
+        def record(batch: list[CallMedia], now: float) -> None:
+            for media in batch:
+                steps[media.call_id].append(now)
+
+        hub._tick = tick  # type: ignore[method-assign]
+        hub._record = record  # type: ignore[method-assign]
+        for _ in range(2 * RECORD_EVERY):
+            await hub.run_tick()
+
+    run_async(main, timeout=20)
+    for call_id, times in steps.items():
+        assert len(times) >= 4, (call_id, times)  # 24 ticks of >= 60 ms: >= 1.4 s
+        spacing = max(b - a for a, b in itertools.pairwise(times))
+        # Due after OVERDUE_S, taken at its next visit (every FEED_EVERY ticks); by
+        # the tick count alone the spacing would be 12 ticks, at least 0.72 s.
+        assert spacing < OVERDUE_S + (FEED_EVERY + 1) * 0.06 + 0.1, (call_id, times)

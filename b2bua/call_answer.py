@@ -129,11 +129,7 @@ def on_b_failure(call: Call, now: float, msg: Request | Response | None, key: st
 
 
 def _confirm_b(call: Call, msg: Response, now: float) -> None:
-    assert call.b_invite is not None
-    dialog = Dialog.from_uac(call.b_invite, msg, local_contact=call_invite.contact(call))
-    dialog.receive_response(msg)
-    dialog.request_headers = call.dialog_headers(Side.B)
-    call.b.dialog = dialog
+    dialog = call_invite.confirm_b_dialog(call, msg)
     call_timers.b_answered(call, msg, now)
     ack = dialog.create_ack(msg, via=call_invite.via(call, call.b.transport))
     call.services.send_ack(ack, call.b.peer, call.b.transport)

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING
 from b2bua import call_invite, consent_phase
 from b2bua import hunt as hunt_steps
 from b2bua.call_state import CallState, Side
-from b2bua.dialog import Dialog
 from b2bua.message import Request, Response
-from b2bua.transaction import create_cancel
 
 if TYPE_CHECKING:  # call.py imports this module
     from b2bua.call import Call
@@ -60,15 +58,7 @@ def cancel_b(call: Call, now: float) -> None:
     """B's INVITE (every ringing member of a parallel hunt) gets its CANCEL."""
     if hunt_steps.cancel_forks(call, now):
         return  # a group ringing in parallel: every ringing member got its CANCEL
-    assert call.b_invite is not None
-    call.services.send_request(
-        call,
-        Side.B,
-        create_cancel(call.b_invite),
-        call.target.destination,
-        call.target.transport,
-        now,
-    )
+    call_invite.cancel_b_invite(call, now)
 
 
 def on_bye_from(call: Call, side: Side, now: float) -> None:
@@ -99,11 +89,7 @@ def on_cancelled_b_final(call: Call, now: float, msg: Request | Response | None,
 
 
 def _b_success_after_cancel(call: Call, now: float, msg: Response) -> None:
-    assert call.b_invite is not None
-    dialog = Dialog.from_uac(call.b_invite, msg, local_contact=call_invite.contact(call))
-    dialog.receive_response(msg)
-    dialog.request_headers = call.dialog_headers(Side.B)
-    call.b.dialog = dialog
+    dialog = call_invite.confirm_b_dialog(call, msg)
     call.services.send_ack(
         dialog.create_ack(msg, via=call_invite.via(call, call.b.transport)),
         call.b.peer,

@@ -1,4 +1,4 @@
-"""B's INVITE, and the Via and Contact that name us in every request of a call.
+"""B's INVITE (built, sent, cancelled, its dialog confirmed), and our Via and Contact.
 
 Theory of operation: leg B is a dialog of our own (RFC 3261 section 8.1.1), so its
 INVITE is built here from scratch: our Call-ID and tag, our Via and Contact, and of the
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from b2bua import hunt as hunt_steps
 from b2bua.call_state import ALLOW, Side
+from b2bua.dialog import Dialog
 from b2bua.headers import Address, Headers, Via
-from b2bua.message import Request
+from b2bua.message import Request, Response
 from b2bua.session_timer import uac_headers
-from b2bua.transaction import new_branch
+from b2bua.transaction import create_cancel, new_branch
 from b2bua.uri import URI
 
 if TYPE_CHECKING:  # call.py imports this module
@@ -69,3 +70,27 @@ def send_b_invite(call: Call, body: bytes, now: float) -> None:
         call, Side.B, call.b_invite, call.target.destination, call.target.transport, now
     )
     hunt_steps.invite_sent(call, now)  # a hunt's ring time; parallel: the others
+
+
+def cancel_b_invite(call: Call, now: float) -> None:
+    """CANCEL B's INVITE, to where the INVITE went."""
+    assert call.b_invite is not None
+    call.services.send_request(
+        call,
+        Side.B,
+        create_cancel(call.b_invite),
+        call.target.destination,
+        call.target.transport,
+        now,
+    )
+
+
+def confirm_b_dialog(call: Call, answer: Response) -> Dialog:
+    """B's dialog from its 2xx to our INVITE, with the call's dialog headers; the caller
+    ACKs it."""
+    assert call.b_invite is not None
+    dialog = Dialog.from_uac(call.b_invite, answer, local_contact=contact(call))
+    dialog.receive_response(answer)
+    dialog.request_headers = call.dialog_headers(Side.B)
+    call.b.dialog = dialog
+    return dialog

@@ -41,7 +41,6 @@ from b2bua import call_hangup, call_invite, hunt_parallel, leg_sdp
 from b2bua.config import Config
 from b2bua.hunt_parallel import Fork, Outcome
 from b2bua.message import Request, Response
-from b2bua.transaction import create_cancel
 
 if TYPE_CHECKING:  # call.py imports this module
     from b2bua.call import Call, Target
@@ -219,7 +218,7 @@ def ring_next(call: Call, now: float) -> bool:
 def ring_timeout(call: Call, now: float) -> None:
     """The current leg rang `ring_s`: CANCEL it (a parallel group: every member still
     ringing) and ring the next (or give up)."""
-    from b2bua.call import CallInput, Side  # call.py imports this module
+    from b2bua.call import CallInput  # call.py imports this module
 
     assert call.hunt is not None and call.b_invite is not None
     call.hunt.deadline = None
@@ -230,14 +229,7 @@ def ring_timeout(call: Call, now: float) -> None:
         return
     old_key = call.b_invite_key
     call.hunt.give_up(old_key, call.b_invite, call.target.destination, call.target.transport)
-    call.services.send_request(
-        call,
-        Side.B,
-        create_cancel(call.b_invite),
-        call.target.destination,
-        call.target.transport,
-        now,
-    )
+    call_invite.cancel_b_invite(call, now)
     log.info("event=hunt_ring_timeout call=%s to=%s", call.id, call.target.to_user)
     if not ring_next(call, now):
         call.b_invite_key = ""  # the cancelled leg's 487 is no longer ours

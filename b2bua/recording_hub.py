@@ -213,8 +213,9 @@ class RecordingHub:
                 # One call's media bug must not stop the others' recordings.
                 log.exception("event=media_tick_error call=%s", media.call_id)
             else:
-                if media.recorder.active and (step == 0 or _overdue(media, clock())):
-                    media.recorded_at = clock()
+                now = clock()
+                if media.recorder.active and (step == 0 or _overdue(media, now)):
+                    media.recorded_at = now
                     batch.append(media)
             over = clock() >= slice_end
             if batch and (over or len(batch) >= RECORD_BATCH):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import ssl
 import time
@@ -55,6 +56,7 @@ log = logging.getLogger("b2bua.transport")
 
 Address = tuple[str, int]
 MessageHandler = Callable[[Message, Address, str], None]
+_EPHEMERAL_ATTEMPTS = 20  # draws of an ephemeral port free for both UDP and TCP
 
 
 @dataclass
@@ -192,16 +194,28 @@ class SipTransport:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
-        )
-        self._udp = udp
-        bound = udp.get_extra_info("sockname")
-        self.local = (str(bound[0]), int(bound[1]))
-        # TCP on the same port as UDP (port 0 means: whatever UDP got).
-        self._tcp_server = await loop.create_server(
-            lambda: _TcpConnection(self), host=host, port=self.local[1]
-        )
+        # TCP on the same port as UDP. Port 0 means: whatever UDP got; that number may be
+        # taken for TCP (another listener, or an outgoing connection's ephemeral port), so
+        # draw again a bounded number of times. A configured port fails at once.
+        for attempt in range(_EPHEMERAL_ATTEMPTS):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
+            )
+            bound = udp.get_extra_info("sockname")
+            try:
+                self._tcp_server = await loop.create_server(
+                    lambda: _TcpConnection(self), host=host, port=int(bound[1])
+                )
+            except OSError as exc:
+                udp.close()
+                if port != 0 or exc.errno != errno.EADDRINUSE:
+                    raise
+                if attempt == _EPHEMERAL_ATTEMPTS - 1:
+                    raise
+                continue
+            self._udp = udp
+            self.local = (str(bound[0]), int(bound[1]))
+            break
         self._idle_task = asyncio.create_task(self._close_idle())
 
     async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> Address:

@@ -119,6 +119,7 @@ class Call:
     protocol_errors: int = 0
     # re-INVITEs relayed across: key of the client transaction -> (server key, request)
     relayed: dict[str, tuple[str, Request, Side]] = field(default_factory=dict)
+    relayed_given_up: set[str] = field(default_factory=set)  # offerer has its 487 already
     hunt: Hunt | None = None  # a hunt group's remaining targets (hunt.py)
     b_plain_offer: SessionDescription | None = None  # B's offer before SRTP, for hunting
     office_extension: str | None = None  # a PBX's extension of the office caller (pbx.py)

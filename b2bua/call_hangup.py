@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from b2bua import call_invite, consent_phase
+from b2bua import call_invite, consent_phase, reinvite
 from b2bua import hunt as hunt_steps
 from b2bua.call_state import CallState, Side
 from b2bua.message import Request, Response
@@ -36,6 +36,7 @@ def finish(call: Call, now: float, reason: str) -> None:
         return
     call.state = CallState.ENDED
     call.ended_at = now
+    reinvite.give_up_relayed(call, now)
     call.end_reason = call.end_reason or reason
     if call.consent is not None:
         consent_phase.apply(call, call.consent.call_ended(now), now)
@@ -63,6 +64,7 @@ def cancel_b(call: Call, now: float) -> None:
 
 def on_bye_from(call: Call, side: Side, now: float) -> None:
     call.end_reason = call.end_reason or f"{side.value} hung up"
+    reinvite.give_up_relayed(call, now)
     other = Side.B if side is Side.A else Side.A
     leg = call.leg(other)
     if leg.dialog is not None and not leg.dialog.terminated:

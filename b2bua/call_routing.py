@@ -82,7 +82,10 @@ def on_timeout(call: Call, side: Side, key: str, now: float) -> None:
         return
     if key in call.relayed:
         server_key, request, _ = call.relayed.pop(key)
-        call.services.send_response(server_key, make_response(request, 408), now)
+        if key in call.relayed_given_up:
+            call.relayed_given_up.discard(key)  # its offerer had 487 already
+        else:
+            call.services.send_response(server_key, make_response(request, 408), now)
         return
     if side is Side.B and hunt_steps.leg_timed_out(call, key, now):
         return  # a parallel member, a given-up INVITE or a stray BYE of the hunt

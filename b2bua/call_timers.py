@@ -144,7 +144,8 @@ def on_response(call: Call, side: Side, response: Response, key: str, now: float
         leg.dialog.receive_response(response)
         ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
         call.services.send_ack(ack, leg.peer, leg.transport)
-        adopt_answer(leg, response, now)
+        if not leg.dialog.terminated:  # the call ended while the refresh was out
+            adopt_answer(leg, response, now)
     elif response.status in (408, 481):
         call.hangup("session refresh failed", now)
     else:

@@ -96,8 +96,14 @@ DIALOG_TABLE: dict[
     (_D.CONFIRMED, _In.REQ_BYE): ((), _D.TERMINATED),
     (_D.CONFIRMED, _In.REQ_OTHER): ((), _D.CONFIRMED),
     (_D.CONFIRMED, _In.LOCAL_TERMINATE): ((), _D.TERMINATED),
-    # Late answers to our BYE (or to other requests) after the end are expected.
+    # Late answers to our BYE (or to other requests) after the end are expected, and so
+    # are answers to a re-INVITE or UPDATE that was pending when the dialog ended: their
+    # 2xx is still ACKed by the caller (13.2.2.4) but refreshes nothing.
     (_D.TERMINATED, _In.RESP_ENDS_DIALOG): ((), _D.TERMINATED),
+    (_D.TERMINATED, _In.RESP_1XX_INVITE): ((), _D.TERMINATED),
+    (_D.TERMINATED, _In.RESP_2XX_INVITE): ((), _D.TERMINATED),
+    (_D.TERMINATED, _In.RESP_ERROR_INVITE): ((), _D.TERMINATED),
+    (_D.TERMINATED, _In.RESP_2XX_REFRESH): ((), _D.TERMINATED),
     (_D.TERMINATED, _In.RESP_OTHER): ((), _D.TERMINATED),
     (_D.TERMINATED, _In.LOCAL_TERMINATE): ((), _D.TERMINATED),
 }

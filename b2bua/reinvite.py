@@ -146,6 +146,26 @@ def _answer_reinvite(
     return secured.to_bytes()
 
 
+def give_up_relayed(call: Call, now: float) -> None:
+    """The dialog ends while re-INVITEs are relayed: each offerer gets 487 for its pending
+    request (RFC 3261 15.1.2); the other leg's answer, when it comes, is only ACKed."""
+    for key, (server_key, request, _) in call.relayed.items():
+        if key not in call.relayed_given_up:
+            call.relayed_given_up.add(key)
+            call.services.send_response(server_key, make_response(request, 487), now)
+
+
+def _late_answer(call: Call, response: Response, side: Side, key: str) -> None:
+    """A final answer to a re-INVITE we gave up: a 2xx is ACKed (13.2.2.4) and applies
+    to nothing, the call having ended."""
+    call.relayed_given_up.discard(key)
+    leg = call._leg(side)
+    if 200 <= response.status < 300 and response.cseq[1] == "INVITE" and leg.dialog is not None:
+        leg.dialog.receive_response(response)
+        ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
+        call.services.send_ack(ack, call._peer_for(side), leg.transport)
+
+
 def on_relayed_response(call: Call, response: Response, key: str, now: float) -> None:
     """The other leg's answer to a relayed re-INVITE, passed back to the offerer."""
     from b2bua.call import Side, map_failure
@@ -154,6 +174,9 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     if response.status < 200:
         return
     del call.relayed[key]
+    if key in call.relayed_given_up:
+        _late_answer(call, response, Side.B if origin is Side.A else Side.A, key)
+        return
     plan = call.reinvite_plans.pop(key, None)
     leg = call._leg(Side.B if origin is Side.A else Side.A)
     body = b""

@@ -178,8 +178,10 @@ class WorkerPool:
         parent, child = channel_pair()
         worker.said_bye = False
         worker.alive = False
+        # -P: `-m` would otherwise put the working directory first on sys.path, and a
+        # `b2bua` or `media` folder there would be imported in place of ours (3.11+).
         worker.process = subprocess.Popen(  # noqa: S603 -- our own module, our interpreter
-            [sys.executable, "-m", "b2bua.media_worker", str(child.fileno())],
+            [sys.executable, "-P", "-m", "b2bua.media_worker", str(child.fileno())],
             pass_fds=(child.fileno(),),
         )
         child.close()

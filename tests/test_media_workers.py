@@ -223,6 +223,29 @@ def test_pool_spreads_calls_over_workers_and_their_port_slices(tmp_path: Path) -
         assert (31000 <= port <= 31499) if worker == 0 else (31500 <= port <= 31999)
 
 
+def test_workers_import_our_code_not_a_namesake_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `python -m` puts the working directory first on sys.path: a `b2bua` folder where
+    # the server was started would be imported by the workers in place of ours.
+    config = load_config(workers_office(tmp_path, free_port("127.0.0.2"), free_port("127.0.0.3")))
+    here = tmp_path / "cwd"
+    for package in ("b2bua", "media", "rtp"):
+        (here / package).mkdir(parents=True)
+        (here / package / "__init__.py").write_text("raise SystemExit('namesake imported')\n")
+    monkeypatch.chdir(here)
+
+    async def main() -> bool:
+        pool = WorkerPool(config, (), asyncio.get_running_loop(), count=1)
+        try:
+            await pool.start(timeout=15)
+            return all(w.alive for w in pool.workers)
+        finally:
+            await pool.close()
+
+    assert run_async(main, timeout=40)
+
+
 def test_metrics_status_and_shutdown_seal_with_workers(tmp_path: Path) -> None:
     """/metrics and /status read the workers' reports; stopping the server mid-call
     seals the recording in its worker (status complete, the file decrypts whole)."""

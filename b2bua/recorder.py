@@ -80,19 +80,25 @@ SAMPLE_RATE: Final = 8000
 _EVENT_GUARD_S: Final = 0.02  # muted around an RFC 4733 event, as for in-band tones
 _EVENT_UPDATE_S: Final = 0.06  # a running event is muted this far ahead of its duration
 # How long the mixer waits for a packet before its slot is written (out as silence or
-# concealment). 0.2 s, the same as the mixer's re-anchoring threshold: a stall of the
-# media loop (a busy core, a collection) shorter than that loses no audio, because the
-# packets still in the socket are placed by their timestamps once read. The file only
-# lags the call by that much more; a crash loses it on top of the open chunk.
+# concealment). 0.2 s: a stall of the media loop (a busy core, a collection) shorter than
+# that loses no audio, because the packets still in the socket are placed by their
+# timestamps once read. The file only lags the call by that much more; a crash loses it
+# on top of the open chunk.
 MIXER_JITTER_S: Final = 0.2
+# A packet further than this from where its timestamp puts it starts a new mapping
+# (re-anchoring), unless it is late and its place is still ahead of the output (a stalled
+# loop: it goes there). Equal to the jitter delay, so a packet whose place was written
+# already is re-anchored (a timestamp jump) rather than dropped as late.
+MIXER_REANCHOR_S: Final = MIXER_JITTER_S
 # The mixer's ring per leg (int16 + a placed-mask: 24 KiB per second per leg). It must
 # span from the output cursor (the last pull's time minus the jitter delay) to the end of
 # the furthest packet placed at the next pull: the pull period (240 ms in the hub), plus
 # one packet (20 ms), plus how far ahead of its arrival a packet's timestamp may put it
-# before the mixer re-anchors (0.2 s), plus the jitter delay (0.2 s): about 0.66 s. One
-# second leaves about 0.34 s more for a late recording step (a stalled loop) before
-# packets are dropped as ``overflow``; the mixer's default of 2 s doubled the memory for
-# no measured need (the sliced hub's worst stalls were 0.1-0.2 s, docs/performance.md).
+# before the mixer re-anchors (MIXER_REANCHOR_S, 0.2 s), plus the jitter delay (0.2 s):
+# about 0.66 s. One second leaves about 0.34 s more for a late recording step (a stalled
+# loop) before packets are dropped as ``overflow``; the mixer's default of 2 s doubled the
+# memory for no measured need (the sliced hub's worst stalls were 0.1-0.2 s,
+# docs/performance.md).
 MIXER_RING_S: Final = 1.0
 
 Int16Array = npt.NDArray[np.int16]
@@ -323,7 +329,11 @@ class CallRecorder:
         self._started_at = now
         self._next_pull = now + self._batch
         mixer = StereoMixer(
-            sample_rate=SAMPLE_RATE, jitter_s=self._jitter, buffer_s=MIXER_RING_S, start=now
+            sample_rate=SAMPLE_RATE,
+            jitter_s=self._jitter,
+            buffer_s=MIXER_RING_S,
+            reanchor_threshold_s=MIXER_REANCHOR_S,
+            start=now,
         )
         for side in (LEFT, RIGHT):
             self._configure_mixer(mixer, side)
@@ -376,7 +386,8 @@ class CallRecorder:
         # The mixer's counters, per leg (external/office): why a file has gaps, if it does.
         log.info(
             "event=recording_stopped call=%s duration_s=%.3f truncated=%s gaps=%d "
-            "gap_s=%.3f late=%d/%d lost=%d/%d drift=%d/%d reanchors=%d/%d overflow=%d/%d",
+            "gap_s=%.3f late=%d/%d lost=%d/%d drift=%d/%d reanchors=%d/%d overflow=%d/%d "
+            "trimmed=%d/%d",
             _kv(self.call_id),
             self._result.duration_s,
             self._result.truncated,
@@ -392,6 +403,8 @@ class CallRecorder:
             stats.right.reanchors,
             stats.left.overflow,
             stats.right.overflow,
+            stats.left.trimmed_samples,
+            stats.right.trimmed_samples,
         )
         return self._result
 

@@ -18,11 +18,16 @@ New epochs (re-anchoring) start when
     after that the old SSRC may come back as a new stream);
   * an in-order packet's predicted index is more than ``reanchor_threshold_s`` away
     from its arrival (timestamp jump, hold without timestamp progress): the packet is
-    placed at its arrival;
+    placed at its arrival. Not so a packet that arrived that much later than predicted
+    while its place is still ahead of the output: that is a stalled reader (no pull ran
+    either), and it goes where its timestamp says;
   * drift: over each window of ``drift_window`` in-order packets the *minimum* of
     ``arrival - predicted`` is taken (network jitter only ever adds delay, so the
     minimum tracks the clock offset, not the jitter). If it exceeds
-    ``drift_threshold_s`` the mapping is shifted by it.
+    ``drift_threshold_s`` and the window before showed at least half of it in the same
+    direction, the mapping is shifted by it. The second condition tells drift, which
+    persists, from the reading loop running late for a while, which stamps every
+    packet late and then catches up.
 A new epoch never overlaps output of the old one: it has a *floor* (the old epoch's end)
 below which its samples are trimmed, and the old epoch's late packets are cut at that
 floor. Shifting later leaves a gap (concealed or silent, like a loss).
@@ -232,6 +237,7 @@ class StereoMixer:
                 st.reanchors += 1
             st.needs_anchor = False
             epoch = st.new_epoch(ext, timestamp, round(pos), st.high_water)
+            st.settling, st.settle_min = epoch, 0.0
             start = epoch.ref_idx
         else:
             current = st.epoch
@@ -262,17 +268,35 @@ class StereoMixer:
     ) -> tuple[Epoch, int]:
         """Re-anchor on jumps, correct drift; advance the epoch reference."""
         offset = pos - start
+        if offset > self._jump and start >= self._out:
+            # Read much later than its timestamp says, but its place is not written
+            # yet: a stalled loop (the pulls stalled too), not a jump. It goes there.
+            epoch.ref_ts, epoch.ref_idx = ts, start
+            return epoch, start
         if abs(offset) > self._jump:
             st.reanchors += 1
             epoch = st.new_epoch(ext, ts, round(pos), st.high_water)
+            st.settling, st.settle_min = epoch, 0.0
             return epoch, epoch.ref_idx
+        if epoch is st.settling and offset < st.settle_min:
+            st.settle_min = offset
         st.win_min = min(st.win_min, offset)
         st.win_n += 1
         if st.win_n >= self._drift_window:
-            shift = st.win_min
-            st.win_min, st.win_n = math.inf, 0
-            if abs(shift) > self._drift_limit:
+            shift, before = st.win_min, st.prev_win_min
+            st.win_min, st.win_n, st.prev_win_min = math.inf, 0, shift
+            # Clock drift persists; a media loop running late for a while (every packet
+            # stamped late, then it catches up) does not. So the window before must
+            # already have shown at least half the offset, in the same direction: a
+            # stall shorter than two windows moves nothing (each correction would cut
+            # audio going in and again coming out).
+            if (
+                abs(shift) > self._drift_limit
+                and shift * before > 0
+                and 2 * abs(before) > self._drift_limit
+            ):
                 st.drift += 1
+                st.prev_win_min = 0.0  # measured against the mapping being replaced
                 # The old mapping would have put this packet at ``start``: that is
                 # where the old epoch ends, so the new one may not write below it.
                 epoch = st.new_epoch(ext, ts, start + round(shift), start)
@@ -331,6 +355,8 @@ class StereoMixer:
         if self._t0 is None:
             self._t0 = now
         for st in self._legs:
+            if st.settling is not None:
+                self._settle(st)
             self._place_pending(st)
         end = math.floor((now - self._jitter - self._t0) * self._sr)
         return self._emit(end)
@@ -338,6 +364,8 @@ class StereoMixer:
     def flush(self) -> Int16Array:
         """At the end of the call: everything still buffered."""
         for st in self._legs:
+            if st.settling is not None:
+                self._settle(st)
             self._place_pending(st)
         return self._emit(max(st.placed_end for st in self._legs))
 
@@ -367,6 +395,41 @@ class StereoMixer:
         if self._t0 is None:
             self._t0 = t
         return round((t - self._t0) * self._sr)
+
+    def _settle(self, st: LegState) -> None:
+        """Moves a new epoch earlier by the earliest arrival seen before its first pull.
+
+        An epoch is anchored at its first packet's arrival stamp. A packet read late (the
+        loop was busy; packets read in one batch share one stamp) makes every later one
+        look early by the same amount, for good. Nothing of the epoch is written yet,
+        so its mapping and pending packets can still move without cutting audio; later
+        the drift correction would have to trim that much (docs/performance.md).
+        """
+        epoch, st.settling = st.settling, None
+        shift = round(st.settle_min)  # <= 0
+        if epoch is None or shift >= 0 or epoch is not st.epoch:
+            return
+        mine = [i for i, (ep, _) in enumerate(st.refs) if ep is epoch]
+        starts = [item[0] for item in st.pending if item[1] in mine]
+        if not starts:
+            return
+        shift = max(shift, max(self._out, epoch.floor) - min(starts))
+        if shift >= 0:
+            return
+        epoch.ref_idx += shift
+        st.pending[:] = [
+            (start + shift, ref, pt, payload) if ref in mine else (start, ref, pt, payload)
+            for start, ref, pt, payload in st.pending
+        ]
+        st.high_water = max(
+            st.placed_end,
+            *(
+                start + round(len(payload) * st.samples_per_byte.get(pt, 1.0))
+                for start, _, pt, payload in st.pending
+            ),
+        )
+        st.win_min -= shift  # offsets seen so far, against the moved mapping
+        st.settled += 1
 
     def _place_pending(self, st: LegState) -> None:
         pending = st.pending

@@ -67,6 +67,7 @@ class LegStats:
     unplayable: int  # payload type without decoder, empty or undecodable payload
     overflow: int  # would land outside the ring or pending list full
     trimmed_samples: int  # cut so that a new epoch does not overlap the old one
+    settled_anchors: int = 0  # epochs moved earlier before their first write (_settle)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,11 @@ class LegState:
         self.placed_end = 0  # true end of everything written into the ring
         self.win_min = math.inf
         self.win_n = 0
+        self.prev_win_min = 0.0  # the window before: drift must show in both
+        # An epoch anchored at one packet's arrival, until the next pull settles it on
+        # the earliest arrival seen meanwhile (StereoMixer._settle).
+        self.settling: Epoch | None = None
+        self.settle_min = 0.0
         # emission state
         self.had_audio = False
         self.gap_open = 0
@@ -142,7 +148,7 @@ class LegState:
         # counters
         self.packets = self.duplicates = self.late = self.gaps = 0
         self.concealed = self.reanchors = self.drift = self.events = 0
-        self.unplayable = self.overflow = self.trimmed = 0
+        self.unplayable = self.overflow = self.trimmed = self.settled = 0
         self.gap_samples = 0
 
     def lost(self) -> int:
@@ -213,4 +219,5 @@ class LegState:
             unplayable=self.unplayable,
             overflow=self.overflow,
             trimmed_samples=self.trimmed,
+            settled_anchors=self.settled,
         )

@@ -529,3 +529,88 @@ def test_fast_or_slow_sender_clock_is_corrected_both_ways(clock: float) -> None:
     assert st.late == 0
     assert st.reanchors == 0
     assert len(out) == pytest.approx(60 * SR, abs=SR)
+
+
+@pytest.mark.parametrize("stall_s", [1.3, 1.9])
+def test_a_loop_running_late_for_a_while_is_not_taken_for_clock_drift(stall_s: float) -> None:
+    # Both senders' clocks are exact. For `stall_s` seconds the reading loop is 15 ms
+    # behind (an overloaded media loop: every packet waits in the socket and is stamped
+    # late); then it catches up. The packets' timestamps say where they belong, and the
+    # 0.2 s jitter delay leaves room, so the recording must be bit-exact: no drift
+    # correction (which would cut 15 ms going in and 15 ms coming out).
+    seconds = 10.0
+    sig_l, sig_r = ramp(int(seconds * SR), seed=3), ramp(int(seconds * SR), seed=4)
+    stall = (4.0, 4.0 + stall_s)
+
+    def late(p: Pkt) -> Pkt:
+        lag = 0.015 if stall[0] <= p.arrival < stall[1] else 0.0
+        return replace(p, arrival=p.arrival + 0.001 + lag)
+
+    pk = [late(p) for p in stream(LEFT, sig_l, t0=0.0)]
+    pk += [late(p) for p in stream(RIGHT, sig_r, t0=0.0, ssrc=9, ts0=7)]
+    m = mixer(jitter_s=0.2)
+    out = run(m, pk, seconds + 0.5)
+    st = m.stats
+    assert st.left.drift_corrections == 0 and st.right.drift_corrections == 0
+    first = int(np.flatnonzero(out[:, 0])[0])
+    assert np.array_equal(out[first : first + len(sig_l), 0], sig_l)
+    assert np.array_equal(out[first : first + len(sig_r), 1], sig_r)
+
+
+def test_a_first_packet_read_late_does_not_shift_the_stream_for_good() -> None:
+    # The loop read the first two packets of each leg in one batch, so both carry the
+    # second one's arrival: anchored there, every later packet looks 20 ms early. The
+    # mixer settles the anchor at its first pull, before writing anything, so the
+    # drift correction has nothing to cut later: the recording is bit-exact.
+    seconds = 6.0
+    sig_l, sig_r = ramp(int(seconds * SR), seed=5), ramp(int(seconds * SR), seed=6)
+
+    def batched(packets: list[Pkt]) -> list[Pkt]:
+        return [replace(packets[0], arrival=packets[1].arrival), *packets[1:]]
+
+    pk = batched(stream(LEFT, sig_l, t0=0.013))
+    pk += batched(stream(RIGHT, sig_r, t0=0.017, ssrc=9, ts0=7))
+    m = mixer(jitter_s=0.2)
+    out = run(m, pk, seconds + 0.5)
+    st = m.stats
+    assert st.left.settled_anchors == 1 and st.right.settled_anchors == 1
+    assert st.left.drift_corrections == 0 and st.right.drift_corrections == 0
+    assert st.left.trimmed_samples == 0 and st.right.trimmed_samples == 0
+    for ch, sig, t0 in ((0, sig_l, 0.013), (1, sig_r, 0.017)):
+        first = int(np.flatnonzero(out[:, ch])[0])
+        assert first == round(t0 * SR)  # the first packet sits at its true arrival
+        assert np.array_equal(out[first : first + len(sig), ch], sig)
+
+
+def test_a_stall_longer_than_the_reanchor_threshold_is_not_a_timestamp_jump() -> None:
+    # The whole loop stops for 0.35 s: no packet is read and no pull runs. Then the
+    # queued packets are read in one burst, all stamped with the same time, up to
+    # 0.35 s later than their timestamps say. That is more than the 0.2 s that marks a
+    # timestamp jump, but their places are still ahead of the output, so they go there
+    # by timestamp: no re-anchoring (a gap now) and no correction back (a cut later).
+    seconds = 8.0
+    sig_l, sig_r = ramp(int(seconds * SR), seed=7), ramp(int(seconds * SR), seed=8)
+    pk = stream(LEFT, sig_l, t0=0.001) + stream(RIGHT, sig_r, t0=0.003, ssrc=9, ts0=7)
+    stall = (3.0, 3.35)
+    m = mixer(jitter_s=0.2, reanchor_threshold_s=0.2)
+    chunks = []
+    pkts = sorted(pk, key=lambda p: p.arrival)
+    j = 0
+    for k in range(1, round((seconds + 0.5) / TICK) + 1):
+        now = k * TICK
+        if stall[0] < now < stall[1]:
+            continue  # nothing runs
+        while j < len(pkts) and pkts[j].arrival <= now:
+            queued = stall[0] < pkts[j].arrival < stall[1]
+            send(m, replace(pkts[j], arrival=now) if queued else pkts[j])
+            j += 1
+        chunks.append(m.pull(now))
+    chunks.append(m.flush())
+    out = np.concatenate(chunks)
+    st = m.stats
+    assert (st.left.reanchors, st.right.reanchors) == (0, 0)
+    assert (st.left.drift_corrections, st.right.drift_corrections) == (0, 0)
+    assert (st.left.late, st.right.late) == (0, 0)
+    for ch, sig in ((0, sig_l), (1, sig_r)):
+        first = int(np.flatnonzero(out[:, ch])[0])
+        assert np.array_equal(out[first : first + len(sig), ch], sig)

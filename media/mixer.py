@@ -84,6 +84,11 @@ from media.mixer_leg import (
 __all__ = ["LEFT", "RIGHT", "LegStats", "MixerStats", "StereoMixer", "default_decoders"]
 
 _FOREVER = 2**62
+# Drift versus a late reader (``_is_drift``): the other leg's last window counts if it
+# closed within this many seconds; an offset both legs share is not corrected for this
+# many windows in a row.
+_FRESH_S = 2.5
+_COMMON_WINDOWS = 5
 
 # Stateless decoders giving one sample per payload byte: consecutive packets may be
 # decoded as one run (see ``_place_pending``).
@@ -284,17 +289,8 @@ class StereoMixer:
         st.win_n += 1
         if st.win_n >= self._drift_window:
             shift, before = st.win_min, st.prev_win_min
-            st.win_min, st.win_n, st.prev_win_min = math.inf, 0, shift
-            # Clock drift persists; a media loop running late for a while (every packet
-            # stamped late, then it catches up) does not. So the window before must
-            # already have shown at least half the offset, in the same direction: a
-            # stall shorter than two windows moves nothing (each correction would cut
-            # audio going in and again coming out).
-            if (
-                abs(shift) > self._drift_limit
-                and shift * before > 0
-                and 2 * abs(before) > self._drift_limit
-            ):
+            st.win_min, st.win_n, st.prev_win_min, st.win_at = math.inf, 0, shift, pos
+            if self._is_drift(st, shift, before, pos):
                 st.drift += 1
                 st.prev_win_min = 0.0  # measured against the mapping being replaced
                 # The old mapping would have put this packet at ``start``: that is
@@ -303,6 +299,32 @@ class StereoMixer:
                 return epoch, epoch.ref_idx
         epoch.ref_ts, epoch.ref_idx = ts, start
         return epoch, start
+
+    def _is_drift(self, st: LegState, shift: float, before: float, pos: float) -> bool:
+        """Whether a window's offset is a sender's clock drifting, to be corrected.
+
+        A reader running late (the loop busy: every packet stamped late, then it
+        catches up) looks like drift to one leg; each correction would cut audio going
+        in and again coming out. Two tests tell them apart. Drift persists: the window
+        before must already show at least half the offset, the same way. And a late
+        reader delays both legs alike, where a clock is one sender's: while the other
+        leg's last window (of the last 2.5 s) shows the same, it is ours, up to
+        ``_COMMON_WINDOWS`` windows in a row (then both senders' clocks, or an overload
+        that lasts, are followed after all).
+        """
+        limit = self._drift_limit
+        if abs(shift) <= limit or shift * before <= 0 or 2 * abs(before) <= limit:
+            st.common_run = 0
+            return False
+        other = self._legs[1] if st is self._legs[0] else self._legs[0]
+        theirs = other.prev_win_min
+        recent = pos - other.win_at <= _FRESH_S * self._sr
+        if recent and theirs * shift > 0 and 2 * abs(theirs) > limit:
+            st.common_run += 1
+            if st.common_run <= _COMMON_WINDOWS:
+                return False
+        st.common_run = 0
+        return True
 
     # -- muting --------------------------------------------------------------------
 

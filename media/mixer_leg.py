@@ -135,6 +135,8 @@ class LegState:
         self.win_min = math.inf
         self.win_n = 0
         self.prev_win_min = 0.0  # the window before: drift must show in both
+        self.win_at = -math.inf  # arrival index at which the last window closed
+        self.common_run = 0  # windows in a row whose offset the other leg shared
         # An epoch anchored at one packet's arrival, until the next pull settles it on
         # the earliest arrival seen meanwhile (StereoMixer._settle).
         self.settling: Epoch | None = None

@@ -614,3 +614,46 @@ def test_a_stall_longer_than_the_reanchor_threshold_is_not_a_timestamp_jump() ->
     for ch, sig in ((0, sig_l), (1, sig_r)):
         first = int(np.flatnonzero(out[:, ch])[0])
         assert np.array_equal(out[first : first + len(sig), ch], sig)
+
+
+def test_a_reader_late_on_both_legs_for_seconds_is_not_corrected_as_drift() -> None:
+    # Exact sender clocks; the reading loop runs 15 ms behind for 3.5 s (longer than
+    # two drift windows). Both legs see the same offset, so it is ours, not a sender's
+    # clock: nothing is shifted, and the recording is bit-exact.
+    seconds = 10.0
+    sig_l, sig_r = ramp(int(seconds * SR), seed=9), ramp(int(seconds * SR), seed=10)
+    slow = (3.0, 6.5)
+
+    def late(p: Pkt) -> Pkt:
+        lag = 0.015 if slow[0] <= p.arrival < slow[1] else 0.0
+        return replace(p, arrival=p.arrival + 0.001 + lag)
+
+    pk = [late(p) for p in stream(LEFT, sig_l)]
+    pk += [late(p) for p in stream(RIGHT, sig_r, ssrc=9, ts0=7, t0=0.004)]
+    m = mixer(jitter_s=0.2)
+    out = run(m, pk, seconds + 0.5)
+    st = m.stats
+    assert (st.left.drift_corrections, st.right.drift_corrections) == (0, 0)
+    for ch, sig in ((0, sig_l), (1, sig_r)):
+        first = int(np.flatnonzero(out[:, ch])[0])
+        assert np.array_equal(out[first : first + len(sig), ch], sig)
+
+
+def test_both_senders_drifting_alike_are_followed_after_a_while() -> None:
+    # Both senders' clocks 0.3 % fast: the same offset on both legs, but it persists,
+    # so after _COMMON_WINDOWS windows it is corrected and the legs stay near their
+    # true times (within 60 ms over a minute), with no re-anchoring.
+    marks = [2.0 + 10.0 * k for k in range(6)]
+    n = 60 * SR
+    fast = 1.003
+    m = mixer()
+    pk = stream(LEFT, clicks(n, marks, fast), period=TICK / fast) + stream(
+        RIGHT, clicks(n, marks, fast), period=TICK / fast, ssrc=8, ts0=2**32 - 4000
+    )
+    out = run(m, pk, 60.5)
+    for ch in (0, 1):
+        got = np.array(find_clicks(out[:, ch], marks))
+        assert np.abs(got - np.array(marks)).max() <= 0.060
+    st = m.stats
+    assert st.left.drift_corrections >= 2 and st.right.drift_corrections >= 2
+    assert st.left.reanchors == 0 and st.right.reanchors == 0

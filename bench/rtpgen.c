@@ -49,6 +49,8 @@ static double jitter[2 * MAXC];
 static int64_t last_transit[2 * MAXC];
 static uint8_t has_last[2 * MAXC];
 static uint32_t fine[FINE], coarse[COARSE], lagh[LAGB];
+static uint64_t skipped_ticks;
+static int64_t lag_max_ns;
 static uint64_t nlat, nlag, other, sent_stopped;
 static int64_t lat_max_ns;
 static int max_k = -1;
@@ -250,7 +252,9 @@ static void report(void) {
     json_num("max", nj ? jit[nj - 1] : NAN, "}, ");
     printf("\"other_packets\": %llu, \"sender_tick_lag_ms\": {", (unsigned long long)other);
     json_num("p50", lag_q(0.5), ", ");
-    json_num("p99", lag_q(0.99), "}, ");
+    json_num("p99", lag_q(0.99), ", ");
+    json_num("max", lag_max_ns / 1e6, "}, ");
+    printf("\"skipped_ticks\": %llu, ", (unsigned long long)skipped_ticks);
     json_num("cpu_s", cpu, "");
     printf(", \"generator\": \"c\"}\n");
     fflush(stdout);
@@ -315,10 +319,12 @@ int main(void) {
             lagh[lag < LAGB ? lag : LAGB - 1]++;
             nlag++;
             int64_t due = (now - t0) / TICK_NS;
-            /* at most one round of groups after a stall (then skip ahead) */
+            /* at most one round of groups after a stall (then skip ahead: the streams'
+             * timestamps then lag real time for good, as a sender clock jump would) */
             for (int i = 0; i < GROUPS && tick_no <= due; i++, tick_no++)
                 send_group((int)(tick_no % GROUPS), now);
-            if (tick_no <= due) tick_no = due + 1;
+            if (tick_no <= due) { skipped_ticks += (uint64_t)(due + 1 - tick_no); tick_no = due + 1; }
+            if (now - next > lag_max_ns) lag_max_ns = now - next;
             continue;
         }
         struct pollfd fds[5] = {{0, POLLIN, 0}, {sock[0], POLLIN, 0}, {sock[1], POLLIN, 0},

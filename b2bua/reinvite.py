@@ -155,15 +155,15 @@ def give_up_relayed(call: Call, now: float) -> None:
             call.services.send_response(server_key, make_response(request, 487), now)
 
 
-def _late_answer(call: Call, response: Response, side: Side, key: str) -> None:
-    """A final answer to a re-INVITE we gave up: a 2xx is ACKed (13.2.2.4) and applies
-    to nothing, the call having ended."""
-    call.relayed_given_up.discard(key)
+def _ack_2xx(call: Call, side: Side, response: Response) -> bool:
+    """ACKs `side`'s 2xx to our re-INVITE in its dialog (13.2.2.4); False if it is none."""
     leg = call._leg(side)
-    if 200 <= response.status < 300 and response.cseq[1] == "INVITE" and leg.dialog is not None:
-        leg.dialog.receive_response(response)
-        ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
-        call.services.send_ack(ack, call._peer_for(side), leg.transport)
+    if not 200 <= response.status < 300 or response.cseq[1] != "INVITE" or leg.dialog is None:
+        return False
+    leg.dialog.receive_response(response)
+    ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
+    call.services.send_ack(ack, call._peer_for(side), leg.transport)
+    return True
 
 
 def on_relayed_response(call: Call, response: Response, key: str, now: float) -> None:
@@ -174,20 +174,18 @@ def on_relayed_response(call: Call, response: Response, key: str, now: float) ->
     if response.status < 200:
         return
     del call.relayed[key]
-    if key in call.relayed_given_up:
-        _late_answer(call, response, Side.B if origin is Side.A else Side.A, key)
-        return
     plan = call.reinvite_plans.pop(key, None)
-    leg = call._leg(Side.B if origin is Side.A else Side.A)
+    answering = Side.B if origin is Side.A else Side.A
+    if key in call.relayed_given_up:
+        # Given up when the call ended: a 2xx is ACKed and applies to nothing.
+        call.relayed_given_up.discard(key)
+        _ack_2xx(call, answering, response)
+        return
+    leg = call._leg(answering)
     body = b""
     if 200 <= response.status < 300:
-        if leg.dialog is not None and response.cseq[1] == "INVITE":
-            leg.dialog.receive_response(response)
+        if _ack_2xx(call, answering, response):
             call_timers.adopt_answer(leg, response, now)
-            ack = leg.dialog.create_ack(response, via=call.via(leg.transport))
-            call.services.send_ack(
-                ack, call._peer_for(Side.B if origin is Side.A else Side.A), leg.transport
-            )
         if response.body:
             sdp = parse_sdp(response.body)
             try:

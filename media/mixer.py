@@ -241,8 +241,7 @@ class StereoMixer:
             if st.epoch is not None:
                 st.reanchors += 1
             st.needs_anchor = False
-            epoch = st.new_epoch(ext, timestamp, round(pos), st.high_water)
-            st.settling, st.settle_min = epoch, 0.0
+            epoch = st.new_epoch(ext, timestamp, round(pos), st.high_water, settle=True)
             start = epoch.ref_idx
         else:
             current = st.epoch
@@ -280,8 +279,7 @@ class StereoMixer:
             return epoch, start
         if abs(offset) > self._jump:
             st.reanchors += 1
-            epoch = st.new_epoch(ext, ts, round(pos), st.high_water)
-            st.settling, st.settle_min = epoch, 0.0
+            epoch = st.new_epoch(ext, ts, round(pos), st.high_water, settle=True)
             return epoch, epoch.ref_idx
         if epoch is st.settling and offset < st.settle_min:
             st.settle_min = offset
@@ -377,8 +375,6 @@ class StereoMixer:
         if self._t0 is None:
             self._t0 = now
         for st in self._legs:
-            if st.settling is not None:
-                self._settle(st)
             self._place_pending(st)
         end = math.floor((now - self._jitter - self._t0) * self._sr)
         return self._emit(end)
@@ -386,8 +382,6 @@ class StereoMixer:
     def flush(self) -> Int16Array:
         """At the end of the call: everything still buffered."""
         for st in self._legs:
-            if st.settling is not None:
-                self._settle(st)
             self._place_pending(st)
         return self._emit(max(st.placed_end for st in self._legs))
 
@@ -454,6 +448,8 @@ class StereoMixer:
         st.settled += 1
 
     def _place_pending(self, st: LegState) -> None:
+        if st.settling is not None:
+            self._settle(st)  # before anything of a new epoch is written
         pending = st.pending
         count = len(pending)
         i = 0

@@ -191,8 +191,14 @@ class LegState:
             return None
         return self.max_ext - back
 
-    def new_epoch(self, start_seq: int, ref_ts: int, ref_idx: int, floor: int) -> Epoch:
+    def new_epoch(
+        self, start_seq: int, ref_ts: int, ref_idx: int, floor: int, *, settle: bool = False
+    ) -> Epoch:
+        """The leg's next epoch; ``settle``: anchored at one packet's arrival, to be
+        settled before it is written (StereoMixer._settle)."""
         epoch = Epoch(start_seq, ref_ts, ref_idx, floor)
+        if settle:
+            self.settling, self.settle_min = epoch, 0.0
         if self.epoch is not None:
             self.epoch.successor = epoch
         self.prev, self.epoch = self.epoch, epoch

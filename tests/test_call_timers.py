@@ -178,41 +178,6 @@ def test_peer_refresh_with_too_small_an_interval_gets_422_and_is_not_relayed() -
     assert answer.status == 422 and answer.headers.get("Min-SE") == "90"
 
 
-def test_a_refresh_answered_after_the_call_ended_is_acked_and_changes_nothing() -> None:
-    # We refresh leg A; before its 200 comes the trunk hangs up. The 200 still gets its
-    # ACK (RFC 3261 13.2.2.4: every 2xx to an INVITE is ACKed, or the peer retransmits
-    # it for 32 s), and the ended call's dialog and media stay as they were.
-    call, services = start_with_timer("120;refresher=uas")
-    answer_b(call, services)
-    ok = final_to_a(services)
-    call.on_timer(call.get_timer())  # type: ignore[arg-type]
-    _, refresh, key = services.requests[-1]
-    assert refresh.method == "INVITE"
-    leg = call.leg(Side.A)
-    assert leg.dialog is not None
-    bye = leg.dialog.create_request("BYE")
-    bye = Request(
-        "BYE",
-        bye.uri,
-        Headers.of(
-            ("Via", "SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bKbye1"),
-            ("From", bye.headers.get("To") or ""),
-            ("To", bye.headers.get("From") or ""),
-            ("Call-ID", bye.call_id),
-            ("CSeq", "8 BYE"),
-        ),
-    )
-    call.on_request(Side.A, bye, "bye-key", 62.0)
-    assert leg.dialog.terminated
-    errors = leg.dialog.protocol_errors
-    acks = len(services.acks)
-    call.on_a_response(make_response(refresh, 200, body=ok.body), key, 62.5)
-    assert len(services.acks) == acks + 1
-    ack = services.acks[-1]
-    assert ack.method == "ACK" and ack.cseq == (refresh.cseq[0], "ACK")
-    assert leg.dialog.protocol_errors == errors  # expected, not a protocol error
-
-
 def trunk_bye(call: Call, cseq: int) -> Request:
     """The trunk's BYE in leg A's dialog."""
     leg = call.leg(Side.A)
@@ -229,6 +194,29 @@ def trunk_bye(call: Call, cseq: int) -> Request:
             ("CSeq", f"{cseq} BYE"),
         ),
     )
+
+
+def test_a_refresh_answered_after_the_call_ended_is_acked_and_changes_nothing() -> None:
+    # We refresh leg A; before its 200 comes the trunk hangs up. The 200 still gets its
+    # ACK (RFC 3261 13.2.2.4: every 2xx to an INVITE is ACKed, or the peer retransmits
+    # it for 32 s), and the ended call's dialog and media stay as they were.
+    call, services = start_with_timer("120;refresher=uas")
+    answer_b(call, services)
+    ok = final_to_a(services)
+    call.on_timer(call.get_timer())  # type: ignore[arg-type]
+    _, refresh, key = services.requests[-1]
+    assert refresh.method == "INVITE"
+    leg = call.leg(Side.A)
+    assert leg.dialog is not None
+    call.on_request(Side.A, trunk_bye(call, 8), "bye-key", 62.0)
+    assert leg.dialog.terminated
+    errors = leg.dialog.protocol_errors
+    acks = len(services.acks)
+    call.on_a_response(make_response(refresh, 200, body=ok.body), key, 62.5)
+    assert len(services.acks) == acks + 1
+    ack = services.acks[-1]
+    assert ack.method == "ACK" and ack.cseq == (refresh.cseq[0], "ACK")
+    assert leg.dialog.protocol_errors == errors  # expected, not a protocol error
 
 
 def test_a_relayed_reinvite_answered_after_the_hang_up_gets_acked_and_the_offerer_487() -> None:

@@ -41,7 +41,7 @@ Decoder = Callable[[bytes], Int16Array]
 
 MAX_DROPOUT = 3000  # RFC 3550 A.1: larger forward seq jumps restart the sequence
 MAX_MISORDER = 100  # RFC 3550 A.1: older packets are too late for us anyway
-SEEN_SLOTS = 512  # dedup table size, > MAX_MISORDER
+SEEN_SLOTS = 256  # dedup table size: > MAX_MISORDER is enough (a duplicate is never older)
 RETIRED_SSRCS = 4
 RETIRE_S = 2.0  # how long packets of a replaced SSRC count as stragglers
 NO_FLOOR = -(2**62)

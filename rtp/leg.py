@@ -4,8 +4,9 @@ rtp/relay.py opens legs (`MediaRelay`) and bridges them (`Bridge`); this module 
 leg does with every packet.
 
 Each ``RelayLeg`` owns an even RTP port and the RTCP port above it, taken from a
-``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into one
-preallocated buffer per leg from ``loop.add_reader`` callbacks (uvloop or asyncio):
+``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into a preallocated
+buffer that all legs of the relay share (``LegBuffers``), from ``loop.add_reader``
+callbacks (uvloop or asyncio):
 this is the lean read path DESIGN.md asks for, without asyncio's datagram transport
 and its per-packet 256 KiB read. A forwarded packet is rewritten in that same buffer
 (SSRC/seq/ts/PT, and the codec when the legs differ: G.711 law, or G.722 <-> G.711
@@ -74,7 +75,7 @@ from rtp.tap import BoundedTap, Tap, TapPacket
 if TYPE_CHECKING:
     from rtp.relay import MediaRelay
 
-__all__ = ["LegCounters", "MediaFormat", "RelayLeg"]
+__all__ = ["LegBuffers", "LegCounters", "MediaFormat", "RelayLeg"]
 
 _BUFFER_SIZE = 2048  # RTP over a 1500-byte MTU fits; a full buffer means truncation
 _READ_BATCH = 64  # datagrams per readable callback, so one busy leg cannot starve others
@@ -130,6 +131,23 @@ _Convert = Callable[[bytes], bytes]
 # -------------------------------------------------------------------------- legs
 
 
+class LegBuffers:
+    """Scratch buffers that all legs of one relay (one event loop) share.
+
+    A leg reads a datagram into them, forwards or injects it and copies whatever it keeps
+    (tap payloads, RTCP, SRTP input), all within one callback: nothing holds a view past
+    it, so one set per loop does. Per leg they would cost 6 KiB, 12 KiB per call.
+    """
+
+    __slots__ = ("out", "rtcp", "rtp", "view")
+
+    def __init__(self) -> None:
+        self.rtp = bytearray(_BUFFER_SIZE)
+        self.view = memoryview(self.rtp)
+        self.out = bytearray(_BUFFER_SIZE)
+        self.rtcp = bytearray(_BUFFER_SIZE)
+
+
 class RelayLeg:
     """One side of a call: an RTP/RTCP socket pair toward one peer."""
 
@@ -170,10 +188,11 @@ class RelayLeg:
         self._loop = loop
         self._rtp_sock = rtp_sock
         self._rtcp_sock = rtcp_sock
-        self._buf = bytearray(_BUFFER_SIZE)
-        self._view = memoryview(self._buf)
-        self._out = bytearray(_BUFFER_SIZE)  # for injected packets
-        self._rtcp_buf = bytearray(_BUFFER_SIZE)
+        buffers = relay.buffers
+        self._buf = buffers.rtp
+        self._view = buffers.view
+        self._out = buffers.out  # for injected packets
+        self._rtcp_buf = buffers.rtcp
         self._convert: _Convert | None = None
         # Set by _link for the fast path: our audio PT while plain forwarding of it can be
         # taken (bridged, no transcoding), else -1; the partner's PT and its sendto.

@@ -17,7 +17,7 @@ import contextlib
 import socket
 from collections.abc import Callable
 
-from rtp.leg import LegCounters, MediaFormat, RelayLeg
+from rtp.leg import LegBuffers, LegCounters, MediaFormat, RelayLeg
 from rtp.ports import PortAllocator, PortsExhaustedError
 from rtp.session import Address
 from rtp.tap import BoundedTap, Tap, TapPacket
@@ -96,6 +96,7 @@ class MediaRelay:
         self.cname = cname
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.legs: dict[str, RelayLeg] = {}
+        self.buffers = LegBuffers()
         # Counters of the legs that have closed, summed (for totals over the process's
         # life, e.g. the metrics endpoint): live legs' counters plus these.
         self.closed_totals = LegCounters()

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from media.g711 import alaw_to_ulaw, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
+from media.g711 import (
+    alaw_to_ulaw,
+    decode_alaw,
+    decode_ulaw,
+    encode_alaw,
+    encode_ulaw,
+    ulaw_to_alaw,
+)
 from rtp.packet import (
     ReceiverReport,
     RtpPacket,
@@ -370,6 +377,54 @@ def test_tap_gets_each_packet_without_blocking() -> None:
         assert items[0].leg == "a"
         assert items[1].payload == bytes([1]) * 160
         assert tap.drain("a") == []
+
+    run(lambda: with_call(body))
+
+
+def test_legs_sharing_the_relays_buffers_keep_every_packet_their_own() -> None:
+    """All legs of a relay read into one set of buffers (rtp.leg.LegBuffers): packets of
+    two bridges, taps and injections read in the same loop iterations stay intact."""
+
+    async def body(call: Call) -> None:
+        c, d = await peer("127.0.0.4"), await peer("127.0.0.5")
+        try:
+            leg_c = call.relay.open_leg("c", PCMU, c.address)
+            leg_d = call.relay.open_leg("d", PCMA, d.address)  # transcoded: rewritten in place
+            call.relay.bridge(leg_c, leg_d)
+            tap = BoundedTap()
+            for leg in (call.leg_a, call.leg_b, leg_c, leg_d):
+                leg.tap = tap
+            streams = {
+                "a": (call.a, call.leg_a, stream(0xA, 1, 0, 10, size=160)),
+                "b": (call.b, call.leg_b, stream(0xB, 1, 0, 10, size=80)),
+                "c": (c, leg_c, stream(0xC, 1, 0, 10, size=120)),
+                "d": (d, leg_d, stream(0xD, 1, 0, 10, pt=8, size=40)),
+            }
+            for i in range(10):  # interleaved, all queued before the relay reads any
+                for sender, leg, packets in streams.values():
+                    sender.send(packets[i], leg.address)
+                if i == 5:
+                    assert leg_c.inject(b"\x55" * 32, ssrc=0x99, seq=1, ts=0)
+            injected = b"\x55" * 32
+            got = {
+                "a": await call.b.recv(10),
+                "b": await call.a.recv(10),
+                "c": await d.recv(10),
+                "d": await c.recv(11),  # and the injected packet, out of leg c to c
+            }
+            convert = {"c": ulaw_to_alaw, "d": alaw_to_ulaw}
+            for name, (_, _, sent) in streams.items():
+                payloads = [parse_rtp(p).payload for p in sent]
+                to_wire = convert.get(name, bytes)
+                received = [parse_rtp(p).payload for p in got[name]]
+                assert [p for p in received if p != injected] == [to_wire(p) for p in payloads]
+                # The tap holds each original payload, not a view of the shared buffer.
+                assert [p.payload for p in tap.drain(name)] == payloads, name
+            assert [parse_rtp(p).payload for p in got["d"]].count(injected) == 1
+            assert await c.nothing() and await d.nothing()
+        finally:
+            c.close()
+            d.close()
 
     run(lambda: with_call(body))
 

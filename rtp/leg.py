@@ -4,15 +4,14 @@ rtp/relay.py opens legs (`MediaRelay`) and bridges them (`Bridge`); this module 
 leg does with every packet.
 
 Each ``RelayLeg`` owns an even RTP port and the RTCP port above it, taken from a
-``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into a preallocated
-buffer that all legs of the relay share (``LegBuffers``), from ``loop.add_reader``
-callbacks (uvloop or asyncio):
-this is the lean read path DESIGN.md asks for, without asyncio's datagram transport
-and its per-packet 256 KiB read. A forwarded packet is rewritten in that same buffer
-(SSRC/seq/ts/PT, and the codec when the legs differ: G.711 law, or G.722 <-> G.711
-through media.g722 with per-direction state) and sent straight out of the
-partner leg's socket; nothing is queued. A send that would block is a lost UDP packet,
-counted, never buffered.
+``PortAllocator``. Sockets are non-blocking and read with ``recvfrom_into`` into a
+preallocated buffer that all legs of the relay share (``LegBuffers``), from
+``loop.add_reader`` callbacks (uvloop or asyncio): this is the lean read path DESIGN.md
+asks for, without asyncio's datagram transport and its per-packet 256 KiB read. A
+forwarded packet is rewritten in that same buffer (SSRC/seq/ts/PT, and the codec when
+the legs differ: G.711 law, or G.722 <-> G.711 through media.g722 with per-direction
+state) and sent straight out of the partner leg's socket; nothing is queued. A send that
+would block is a lost UDP packet, counted, never buffered.
 
 SRTP (rtp/srtp.py) is per leg: a leg with an ``SrtpLeg`` unprotects what it reads right
 after the latching check (a bad tag or a replay is dropped and counted in

@@ -391,6 +391,7 @@ def test_legs_sharing_the_relays_buffers_keep_every_packet_their_own() -> None:
             leg_c = call.relay.open_leg("c", PCMU, c.address)
             leg_d = call.relay.open_leg("d", PCMA, d.address)  # transcoded: rewritten in place
             call.relay.bridge(leg_c, leg_d)
+            injected = b"\x55" * 32
             tap = BoundedTap()
             for leg in (call.leg_a, call.leg_b, leg_c, leg_d):
                 leg.tap = tap
@@ -404,8 +405,7 @@ def test_legs_sharing_the_relays_buffers_keep_every_packet_their_own() -> None:
                 for sender, leg, packets in streams.values():
                     sender.send(packets[i], leg.address)
                 if i == 5:
-                    assert leg_c.inject(b"\x55" * 32, ssrc=0x99, seq=1, ts=0)
-            injected = b"\x55" * 32
+                    assert leg_c.inject(injected, ssrc=0x99, seq=1, ts=0)
             got = {
                 "a": await call.b.recv(10),
                 "b": await call.a.recv(10),
